@@ -1,0 +1,33 @@
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class UserManager(DjangoUserManager):
+    def _create_user(self, username, email, password, **extra_fields):
+        # createsuperuser and create_user go through the same path as sign-up,
+        # so every account starts with its signup bonus in the ledger.
+        from accounts.services import user_save_new
+
+        return user_save_new(user=self._create_user_object(username, email, password, **extra_fields))
+
+
+class User(AbstractUser):
+    email = models.EmailField("email address")
+    # A cached balance: the ledger (credits.CreditTransaction) is the truth, and
+    # only credits.services writes this field.
+    credits = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"), editable=False)
+
+    objects = UserManager()
+
+    REQUIRED_FIELDS = ["email"]
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="user_email_ci_unique"),
+            models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
+            models.CheckConstraint(condition=models.Q(credits__gte=0), name="user_credits_not_negative"),
+        ]

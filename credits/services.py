@@ -1,0 +1,98 @@
+"""The one place where balances change.
+
+Every change locks the user's row, appends a CreditTransaction and writes the
+new cached balance, in one short transaction. (kind, reference) is unique, so a
+change with a reference happens at most once however often it is asked for.
+"""
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from credits.models import CreditTransaction
+from credits.packs import CreditPack
+
+Kind = CreditTransaction.Kind
+CENT = Decimal("0.01")
+
+
+class InsufficientCredits(Exception):
+    def __init__(self, *, balance: Decimal, required: Decimal):
+        super().__init__(f"Not enough credits: {required} needed, {balance} available")
+        self.balance = balance
+        self.required = required
+
+
+@dataclass(frozen=True)
+class LedgerPosting:
+    transaction: CreditTransaction
+    created: bool  # False when (kind, reference) had already been posted
+
+
+def ledger_append(*, user_id: int, amount: Decimal, kind: str, description: str, reference: str = "") -> LedgerPosting:
+    amount = Decimal(amount)
+    if amount == 0 or amount != amount.quantize(CENT):
+        raise ValueError(f"Ledger amounts are non-zero whole cents; got {amount}")
+    with transaction.atomic():
+        balance = get_user_model().objects.select_for_update().values_list("credits", flat=True).get(pk=user_id)
+        if reference:
+            # Checked under the user's lock, so concurrent duplicates queue here and see the first.
+            existing = CreditTransaction.objects.filter(kind=kind, reference=reference).first()
+            if existing is not None:
+                if existing.user_id != user_id:
+                    raise ValueError(f"{kind} {reference} belongs to another user")
+                return LedgerPosting(transaction=existing, created=False)
+        new_balance = balance + amount
+        if new_balance < 0:
+            raise InsufficientCredits(balance=balance, required=-amount)
+        get_user_model().objects.filter(pk=user_id).update(credits=new_balance)
+        posted = CreditTransaction.objects.create(
+            user_id=user_id,
+            amount=amount,
+            balance_after=new_balance,
+            kind=kind,
+            description=description,
+            reference=reference,
+        )
+    return LedgerPosting(transaction=posted, created=True)
+
+
+def credits_grant_signup_bonus(*, user) -> LedgerPosting | None:
+    if settings.SIGNUP_BONUS_CREDITS <= 0:
+        return None
+    return ledger_append(
+        user_id=user.pk,
+        amount=settings.SIGNUP_BONUS_CREDITS,
+        kind=Kind.SIGNUP_BONUS,
+        description="Welcome bonus",
+        reference=f"user:{user.pk}",
+    )
+
+
+def credits_purchase_simulated(*, user, pack: CreditPack, idempotency_key: str = "") -> LedgerPosting:
+    """Credit a pack without taking money: development until a payment provider is configured."""
+    reference = f"simulated:{user.pk}:{idempotency_key}" if idempotency_key else f"simulated:{uuid.uuid4()}"
+    return ledger_append(
+        user_id=user.pk,
+        amount=pack.credits,
+        kind=Kind.PURCHASE,
+        description=f"Simulated payment, no money taken: {pack.label} for {pack.price} {pack.currency.upper()}",
+        reference=reference,
+    )
+
+
+def credits_admin_grant(*, user, amount: Decimal, reason: str, granted_by, request_token: str) -> LedgerPosting:
+    """An operator's gift of credits. request_token makes a double-submitted form grant once."""
+    if amount <= 0:
+        raise ValueError("A grant must be positive")
+    return ledger_append(
+        user_id=user.pk,
+        amount=amount,
+        kind=Kind.ADMIN_GRANT,
+        description=f"{reason} (granted by {granted_by.get_username()})",
+        reference=f"admin_grant:{request_token}:{user.pk}",
+    )

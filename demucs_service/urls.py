@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from accounts import urls as accounts_urls
+from credits import urls as credits_urls
+from demucs_service import views
+
+api_patterns = [
+    path("", views.api_root, name="api-root"),
+    path("auth/", include(accounts_urls.api_urlpatterns)),
+    path("credits/", include(credits_urls.api_urlpatterns)),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include(accounts_urls.urlpatterns)),
+    path("accounts/", include("allauth.urls")),
+    path("credits/", include(credits_urls.urlpatterns)),
+    path("api/", include(api_patterns)),
+]
+
+handler404 = "demucs_service.views.not_found"
+handler500 = "demucs_service.views.server_failure"
