@@ -15,12 +15,17 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_str(name: str, default: str) -> str:
+    """A blank value counts as unset, so an exported `.env.example` keeps the defaults."""
+    return os.environ.get(name, "").strip() or default
 
 
 def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
+    value = os.environ.get(name, "")
+    if not value.strip():
         return default
     if value.strip().lower() in _TRUE:
         return True
@@ -43,15 +48,12 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return [item.strip() for item in value.split(",") if item.strip()]
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()] or default
 
 
 def env_rate(name: str, default: str) -> str:
     """A DRF throttle rate such as 10/minute."""
-    value = os.environ.get(name, default).strip()
+    value = env_str(name, default)
     count, _, period = value.partition("/")
     if not count.isdigit() or not period or period[0] not in "smhd":
         raise ImproperlyConfigured(f"{name} must look like 10/minute (s, m, h or d); got {value!r}")
@@ -60,7 +62,7 @@ def env_rate(name: str, default: str) -> str:
 
 def parse_credit_packs(name: str, default: str) -> list[dict]:
     """`id:credits:price,...`, e.g. `starter:5:1.00,standard:25:4.00`."""
-    value = os.environ.get(name, default)
+    value = env_str(name, default)
     packs = []
     for item in value.split(","):
         parts = item.strip().split(":")
@@ -81,7 +83,7 @@ env = environ.Env()
 
 DEBUG = env_bool("DEBUG", False)
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -90,10 +92,11 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on"
 
-SITE_NAME = os.environ.get("SITE_NAME", "Stemsplit")
+SITE_NAME = env_str("SITE_NAME", "Stemsplit")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data"))
+# Relative paths are taken from the project folder.
+DATA_DIR = BASE_DIR / env_str("DATA_DIR", "data")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -148,7 +151,7 @@ TEMPLATES = [
 
 # Database: a SQLite file for zero-setup runs, DATABASE_URL (Postgres) for anything real.
 DATA_DIR.mkdir(parents=True, exist_ok=True)
-DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
+DATABASES = {"default": env.db_url_config(env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let the web server and the worker share the file.
     DATABASES["default"]["OPTIONS"] = {
@@ -163,7 +166,7 @@ else:
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -201,9 +204,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATIC_ROOT = BASE_DIR / env_str("STATIC_ROOT", "staticfiles")
 MEDIA_URL = "media/"
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
+MEDIA_ROOT = BASE_DIR / env_str("MEDIA_ROOT", str(DATA_DIR / "media"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -228,7 +231,7 @@ if env_bool("BEHIND_TLS_PROXY", False):
 # Credits.
 SIGNUP_BONUS_CREDITS = Decimal(env_int("SIGNUP_BONUS_CREDITS", 3))
 CREDIT_PACKS = parse_credit_packs("CREDIT_PACKS", "starter:5:1.00,standard:25:4.00,pro:100:15.00")
-CREDIT_CURRENCY = os.environ.get("CREDIT_CURRENCY", "usd").lower()
+CREDIT_CURRENCY = env_str("CREDIT_CURRENCY", "usd").lower()
 
 # API.
 REST_FRAMEWORK = {
@@ -270,11 +273,13 @@ SPECTACULAR_SETTINGS = {
 
 # Background work: django-q2 on the database unless Redis is configured.
 SEPARATION_WORKERS = env_int("SEPARATION_WORKERS", 1, minimum=1)
+JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=10)
 Q_CLUSTER = {
     "name": "demucs",
     "workers": SEPARATION_WORKERS,
-    "timeout": env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=10),
-    "retry": env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=10) + 600,
+    "timeout": JOB_TIMEOUT_SECONDS,
+    # Longer than the timeout, so a running task is never handed out twice.
+    "retry": JOB_TIMEOUT_SECONDS + 600,
     "max_attempts": 1,
     "catch_up": False,
     "label": "Task queue",
@@ -285,12 +290,12 @@ else:
     Q_CLUSTER["orm"] = "default"
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Demucs <noreply@localhost>")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"{SITE_NAME} <noreply@localhost>")
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO").upper()},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
 }
