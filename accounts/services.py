@@ -29,13 +29,17 @@ def user_save_new(*, user):
 
 def user_create(*, email: str, username: str, password: str):
     user = get_user_model()(email=email, username=username)
-    validate_password(password, user)
+    try:
+        validate_password(password, user)
+    except ValidationError as error:
+        raise ValidationError({"password": error.messages}) from error
     user.set_password(password)
     clashes = user_find_clashes(email=email, username=username)
     if clashes:
         raise ValidationError(clashes)
     try:
         return user_save_new(user=user)
-    except IntegrityError:
+    except IntegrityError as error:
         # A concurrent sign-up took the name between the check and the insert.
-        raise ValidationError(user_find_clashes(email=email, username=username) or "Account could not be created.")
+        clashes = user_find_clashes(email=email, username=username)
+        raise ValidationError(clashes or "Account could not be created.") from error

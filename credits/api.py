@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from credits.packs import pack_get, packs_list
 from credits.selectors import transactions_for_user
-from credits.services import credits_purchase_simulated
+from credits.services import IdempotencyConflict, credits_purchase_simulated
 
 
 class BalanceOutput(serializers.Serializer):
@@ -66,7 +66,11 @@ def packages(request):
 @extend_schema(
     request=PurchaseInput,
     responses={201: PurchaseOutput},
-    parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="Retries with the same key buy once")],
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key", str, OpenApiParameter.HEADER, description="Retries with the same key buy once"
+        )
+    ],
     tags=["credits"],
 )
 @api_view(["POST"])
@@ -75,9 +79,12 @@ def purchase(request):
     data = PurchaseInput(data=request.data)
     data.is_valid(raise_exception=True)
     pack = data.validated_data["package"]
-    posting = credits_purchase_simulated(
-        user=request.user, pack=pack, idempotency_key=request.headers.get("Idempotency-Key", "")[:100]
-    )
+    try:
+        posting = credits_purchase_simulated(
+            user=request.user, pack=pack, idempotency_key=request.headers.get("Idempotency-Key", "")[:100]
+        )
+    except IdempotencyConflict as conflict:
+        return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
     request.user.refresh_from_db(fields=["credits"])
     output = {
         "credits": request.user.credits,

@@ -17,7 +17,7 @@ class CreditTransaction(models.Model):
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     balance_after = models.DecimalField(max_digits=10, decimal_places=2)
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    description = models.CharField(max_length=255)
+    description = models.CharField(max_length=500)
     # A job id, payment id or similar; with kind, it makes a change happen once.
     reference = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

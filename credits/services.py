@@ -20,6 +20,10 @@ Kind = CreditTransaction.Kind
 CENT = Decimal("0.01")
 
 
+class IdempotencyConflict(Exception):
+    """An idempotency key reused for a different request."""
+
+
 class InsufficientCredits(Exception):
     def __init__(self, *, balance: Decimal, required: Decimal):
         super().__init__(f"Not enough credits: {required} needed, {balance} available")
@@ -76,13 +80,16 @@ def credits_grant_signup_bonus(*, user) -> LedgerPosting | None:
 def credits_purchase_simulated(*, user, pack: CreditPack, idempotency_key: str = "") -> LedgerPosting:
     """Credit a pack without taking money: development until a payment provider is configured."""
     reference = f"simulated:{user.pk}:{idempotency_key}" if idempotency_key else f"simulated:{uuid.uuid4()}"
-    return ledger_append(
+    posting = ledger_append(
         user_id=user.pk,
         amount=pack.credits,
         kind=Kind.PURCHASE,
         description=f"Simulated payment, no money taken: {pack.label} for {pack.price} {pack.currency.upper()}",
         reference=reference,
     )
+    if not posting.created and posting.transaction.amount != pack.credits:
+        raise IdempotencyConflict("This Idempotency-Key was already used to buy another package.")
+    return posting
 
 
 def credits_admin_grant(*, user, amount: Decimal, reason: str, granted_by, request_token: str) -> LedgerPosting:

@@ -211,14 +211,14 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# Without collectstatic (development, tests) fall back to the unhashed names.
-WHITENOISE_MANIFEST_STRICT = False
 
 # Security. The TLS proxy redirects to HTTPS, so Django does not by default.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# The TLS proxy redirects to HTTPS, and HSTS preload is the operator's opt-in for the whole domain.
+SILENCED_SYSTEM_CHECKS = ["security.W008", "security.W021"]
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
@@ -247,7 +247,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "demucs_service.api_errors.exception_handler",
-    "NUM_PROXIES": env_int("NUM_PROXIES", 0) or None,
+    # 0: the client is REMOTE_ADDR; X-Forwarded-For is trusted only with proxies in front.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
     "DEFAULT_THROTTLE_RATES": {
         "login_ip": env_rate("THROTTLE_LOGIN_IP", "20/minute"),
         "login_account": env_rate("THROTTLE_LOGIN_ACCOUNT", "5/minute"),

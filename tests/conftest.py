@@ -44,3 +44,12 @@ def user_client(user):
 def _fast_password_hashing(settings):
     # bcrypt costs ~0.2 s a hash; tests that check the production hasher set it back.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _static_files_without_collectstatic(settings):
+    # Pages render {% static %}; the manifest storage needs collectstatic, which tests do not run.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }

@@ -147,7 +147,9 @@ def test_it_accepts_a_login_post_with_the_csrf_token(user):
     html = client.get("/accounts/login/").content.decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
 
-    response = client.post("/accounts/login/", {"login": user.email, "password": PASSWORD, "csrfmiddlewaretoken": token})
+    response = client.post(
+        "/accounts/login/", {"login": user.email, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
 
     assert response.status_code == 302
     assert _logged_in_as(client) == user.pk

@@ -15,10 +15,7 @@ from tests.factories import UserFactory
 
 Kind = CreditTransaction.Kind
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a database with real row locks"),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 THREADS = 16
 
@@ -60,7 +57,9 @@ def _assert_ledger_consistent(user):
 def test_it_lets_exactly_as_many_concurrent_debits_succeed_as_the_balance_allows():
     user = UserFactory()
     start = User.objects.values_list("credits", flat=True).get(pk=user.pk)
-    ledger_append(user_id=user.pk, amount=Decimal("10") - start, kind=Kind.ADMIN_GRANT, description="To ten", reference="ten")
+    ledger_append(
+        user_id=user.pk, amount=Decimal("10") - start, kind=Kind.ADMIN_GRANT, description="To ten", reference="ten"
+    )
     # 10.00 credits; 20 threads each try to take 1.00.
 
     def charge(index):

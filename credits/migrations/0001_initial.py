@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                 ('amount', models.DecimalField(decimal_places=2, max_digits=10)),
                 ('balance_after', models.DecimalField(decimal_places=2, max_digits=10)),
                 ('kind', models.CharField(choices=[('signup_bonus', 'Signup bonus'), ('purchase', 'Purchase'), ('job_charge', 'Job charge'), ('job_refund', 'Job refund'), ('admin_grant', 'Admin grant'), ('admin_refund', 'Admin refund')], max_length=20)),
-                ('description', models.CharField(max_length=255)),
+                ('description', models.CharField(max_length=500)),
                 ('reference', models.CharField(blank=True, default='', max_length=255)),
                 ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
                 ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='credit_transactions', to=settings.AUTH_USER_MODEL)),
