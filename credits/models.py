@@ -31,6 +31,12 @@ class CreditTransaction(models.Model):
                 condition=~models.Q(reference=""),
                 name="credittx_kind_reference_unique",
             ),
+            # A job is refunded at most once, automatically or by an operator.
+            models.UniqueConstraint(
+                fields=["reference"],
+                condition=models.Q(kind__in=["job_refund", "admin_refund"]) & ~models.Q(reference=""),
+                name="credittx_one_refund_per_reference",
+            ),
             models.CheckConstraint(condition=~models.Q(amount=0), name="credittx_amount_not_zero"),
             models.CheckConstraint(condition=models.Q(balance_after__gte=0), name="credittx_balance_not_negative"),
         ]

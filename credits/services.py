@@ -37,7 +37,17 @@ class LedgerPosting:
     created: bool  # False when (kind, reference) had already been posted
 
 
-def ledger_append(*, user_id: int, amount: Decimal, kind: str, description: str, reference: str = "") -> LedgerPosting:
+def ledger_append(
+    *,
+    user_id: int,
+    amount: Decimal,
+    kind: str,
+    description: str,
+    reference: str = "",
+    exclusive_with: tuple[str, ...] = (),
+) -> LedgerPosting:
+    """Post one change. With a reference, it happens once per (kind, reference), or once across
+    `kind` and the `exclusive_with` kinds (a job's automatic and operator refunds)."""
     amount = Decimal(amount)
     if amount == 0 or amount != amount.quantize(CENT):
         raise ValueError(f"Ledger amounts are non-zero whole cents; got {amount}")
@@ -45,7 +55,7 @@ def ledger_append(*, user_id: int, amount: Decimal, kind: str, description: str,
         balance = get_user_model().objects.select_for_update().values_list("credits", flat=True).get(pk=user_id)
         if reference:
             # Checked under the user's lock, so concurrent duplicates queue here and see the first.
-            existing = CreditTransaction.objects.filter(kind=kind, reference=reference).first()
+            existing = CreditTransaction.objects.filter(kind__in=[kind, *exclusive_with], reference=reference).first()
             if existing is not None:
                 if existing.user_id != user_id:
                     raise ValueError(f"{kind} {reference} belongs to another user")
@@ -102,4 +112,34 @@ def credits_admin_grant(*, user, amount: Decimal, reason: str, granted_by, reque
         kind=Kind.ADMIN_GRANT,
         description=f"{reason} (granted by {granted_by.get_username()})",
         reference=f"admin_grant:{request_token}:{user.pk}",
+    )
+
+
+def _job_reference(job) -> str:
+    return f"job:{job.pk}"
+
+
+def credits_charge_job(*, job) -> LedgerPosting:
+    """Charge a job's cost; raises InsufficientCredits (and changes nothing) when the balance is short."""
+    return ledger_append(
+        user_id=job.user_id,
+        amount=-job.cost,
+        kind=Kind.JOB_CHARGE,
+        description=f"Separation of {job.original_filename}",
+        reference=_job_reference(job),
+    )
+
+
+def credits_refund_job(*, job, reason: str, refunded_by=None) -> LedgerPosting:
+    """Give a job's cost back, once: a second refund of the same job, automatic or by an
+    operator, returns the first one."""
+    kind = Kind.ADMIN_REFUND if refunded_by is not None else Kind.JOB_REFUND
+    by = f" (by {refunded_by.get_username()})" if refunded_by is not None else ""
+    return ledger_append(
+        user_id=job.user_id,
+        amount=job.cost,
+        kind=kind,
+        description=f"Refund for {job.original_filename}: {reason}{by}"[:500],
+        reference=_job_reference(job),
+        exclusive_with=(Kind.JOB_REFUND, Kind.ADMIN_REFUND),
     )

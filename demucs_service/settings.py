@@ -47,6 +47,19 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
     return number
 
 
+def env_float(name: str, default: float | None, minimum: float, maximum: float) -> float | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number; got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}; got {number}")
+    return number
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()] or default
 
@@ -187,7 +200,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "credits"
+LOGIN_REDIRECT_URL = "dashboard"
 ACCOUNT_LOGOUT_REDIRECT_URL = "home"
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"email", "username"}
@@ -271,6 +284,46 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Separation. Each model: label, stems and price multiplier (credits per started 10 minutes).
+FOUR_STEMS = ["drums", "bass", "other", "vocals"]
+SEPARATION_MODELS = {
+    "htdemucs": {"label": "Hybrid Transformer Demucs", "stems": FOUR_STEMS, "price_multiplier": 1},
+    "htdemucs_6s": {
+        "label": "Hybrid Transformer Demucs, 6 stems",
+        "stems": [*FOUR_STEMS, "guitar", "piano"],
+        "price_multiplier": 1,
+    },
+    "hdemucs_mmi": {"label": "Hybrid Demucs v3", "stems": FOUR_STEMS, "price_multiplier": 1},
+    "htdemucs_ft": {"label": "Hybrid Transformer Demucs, fine-tuned", "stems": FOUR_STEMS, "price_multiplier": 4},
+    "mdx_extra": {"label": "Demucs MDX extra", "stems": FOUR_STEMS, "price_multiplier": 4},
+    "demo": {"label": "Demo model (untrained: for trying the service)", "stems": FOUR_STEMS, "price_multiplier": 1},
+}
+PRICE_PERIOD_SECONDS = 600
+DEFAULT_MODEL = env_str("DEFAULT_MODEL", "htdemucs")
+if DEFAULT_MODEL not in SEPARATION_MODELS:
+    raise ImproperlyConfigured(f"DEFAULT_MODEL must be one of {', '.join(SEPARATION_MODELS)}; got {DEFAULT_MODEL!r}")
+DEMUCS_MODEL_REPO = BASE_DIR / env_str("DEMUCS_MODEL_REPO", str(DATA_DIR / "models"))
+DEMUCS_DEVICE = env_str("DEMUCS_DEVICE", "auto")
+if DEMUCS_DEVICE not in {"auto", "cpu", "cuda"} and not DEMUCS_DEVICE.startswith("cuda:"):
+    raise ImproperlyConfigured(f"DEMUCS_DEVICE must be auto, cpu, cuda or cuda:N; got {DEMUCS_DEVICE!r}")
+DEMUCS_SHIFTS = env_int("DEMUCS_SHIFTS", 1)
+DEMUCS_OVERLAP = env_float("DEMUCS_OVERLAP", 0.25, minimum=0.0, maximum=0.9)
+DEMUCS_SEGMENT = env_float("DEMUCS_SEGMENT", None, minimum=1.0, maximum=600.0)
+MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 200, minimum=1)
+MAX_DURATION_MINUTES = env_int("MAX_DURATION_MINUTES", 30, minimum=1)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 2, minimum=1)
+JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 7, minimum=1)
+# A processing job whose heartbeat is older than this lost its worker.
+JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 300, minimum=10)
+# A pending job not started this long after it was queued is queued again (its task was lost).
+JOB_REQUEUE_SECONDS = env_int("JOB_REQUEUE_SECONDS", 600, minimum=10)
+# Uploads stream to a temporary file (never memory) and stop at MAX_UPLOAD_MB.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+FILE_UPLOAD_HANDLERS = [
+    "separation.uploads.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # Background work: django-q2 on the database unless Redis is configured.
 SEPARATION_WORKERS = env_int("SEPARATION_WORKERS", 1, minimum=1)

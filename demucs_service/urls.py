@@ -5,11 +5,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts import urls as accounts_urls
 from credits import urls as credits_urls
 from demucs_service import views
+from separation import urls as separation_urls
 
 api_patterns = [
     path("", views.api_root, name="api-root"),
     path("auth/", include(accounts_urls.api_urlpatterns)),
     path("credits/", include(credits_urls.api_urlpatterns)),
+    path("", include(separation_urls.api_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -21,6 +23,7 @@ urlpatterns = [
     path("accounts/", include(accounts_urls.urlpatterns)),
     path("accounts/", include("allauth.urls")),
     path("credits/", include(credits_urls.urlpatterns)),
+    path("", include(separation_urls.urlpatterns)),
     path("api/", include(api_patterns)),
 ]
 

@@ -1,0 +1,209 @@
+from pathlib import Path
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.decorators import api_view, parser_classes, permission_classes
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from credits.services import InsufficientCredits
+from separation.catalog import default_model_name, models_list
+from separation.downloads import file_response
+from separation.models import Job
+from separation.selectors import job_get_for_user, jobs_for_user
+from separation.services import QueueUnavailable, job_cancel
+from separation.uploads import UploadRejected, upload_accept
+
+
+class ModelOutput(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    stems = serializers.ListField(child=serializers.CharField())
+    price_multiplier = serializers.IntegerField(help_text="Credits per started 10 minutes of audio")
+    installed = serializers.BooleanField()
+    untrained = serializers.BooleanField()
+    default = serializers.BooleanField()
+
+
+class StemOutput(serializers.Serializer):
+    name = serializers.CharField()
+    url = serializers.CharField()
+
+
+class JobOutput(serializers.Serializer):
+    job_id = serializers.UUIDField(source="id")
+    status = serializers.CharField()
+    progress = serializers.IntegerField()
+    filename = serializers.CharField(source="original_filename")
+    model = serializers.CharField()
+    stems = serializers.CharField(source="stem_mode")
+    format = serializers.CharField(source="output_format")
+    cost = serializers.DecimalField(max_digits=10, decimal_places=2)
+    duration_seconds = serializers.FloatField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField()
+    error = serializers.CharField()
+    download_url = serializers.SerializerMethodField()
+    stem_files = serializers.SerializerMethodField()
+
+    def _url(self, name, *args):
+        return self.context["request"].build_absolute_uri(reverse(name, args=args))
+
+    def get_download_url(self, job) -> str | None:
+        return self._url("api-download", job.pk) if job.zip_file else None
+
+    def get_stem_files(self, job) -> list[StemOutput]:
+        return [{"name": name, "url": self._url("api-download-stem", job.pk, name)} for name in job.stem_names]
+
+
+class UploadInput(serializers.Serializer):
+    file = serializers.FileField(help_text=f"WAV, MP3, FLAC or OGG, at most {settings.MAX_UPLOAD_MB} MB")
+    model = serializers.CharField(required=False, help_text="A model name from /api/models")
+    stems = serializers.CharField(required=False, default="all", help_text="all, or one stem for two-stem mode")
+    format = serializers.ChoiceField(choices=Job.Format.values, required=False, default="wav")
+
+
+class UploadOutput(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    status = serializers.CharField()
+    cost = serializers.DecimalField(max_digits=10, decimal_places=2)
+    credits_remaining = serializers.DecimalField(max_digits=10, decimal_places=2)
+
+
+@extend_schema(responses={200: ModelOutput(many=True)}, tags=["separation"])
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def models(request):
+    """The separation models, whether they are installed here, their stems and price."""
+    available = models_list()
+    default = default_model_name(available)
+    return Response(
+        ModelOutput(
+            [{**model.__dict__, "untrained": model.untrained, "default": model.name == default} for model in available],
+            many=True,
+        ).data
+    )
+
+
+@extend_schema(
+    request={"multipart/form-data": UploadInput},
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key", str, OpenApiParameter.HEADER, description="Retries with one key make one job"
+        )
+    ],
+    responses={
+        202: UploadOutput,
+        400: OpenApiResponse(description="Bad options, empty, too short or too long"),
+        402: OpenApiResponse(description="Not enough credits: {detail, credits, cost}"),
+        413: OpenApiResponse(description="Over MAX_UPLOAD_MB"),
+        415: OpenApiResponse(description="Not audio we can read"),
+        503: OpenApiResponse(description="The queue is unavailable; nothing charged"),
+    },
+    tags=["separation"],
+)
+@api_view(["POST"])
+@parser_classes([MultiPartParser])
+def upload(request):
+    """Upload a song to separate. It is checked (size, type by content, duration) before any
+    charge; then the job is created, charged and queued."""
+
+    def read_fields():
+        data = UploadInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        return (
+            fields["file"],
+            fields.get("model") or default_model_name(models_list()),
+            fields["stems"],
+            fields["format"],
+        )
+
+    try:
+        job, created = upload_accept(
+            request._request, read_fields=read_fields, idempotency_key=request.headers.get("Idempotency-Key", "")[:100]
+        )
+    except UploadRejected as rejected:
+        return Response({"detail": str(rejected)}, status=rejected.status_code)
+    except InsufficientCredits as short:
+        return Response(
+            {
+                "detail": f"Not enough credits: this song costs {short.required} and you have {short.balance}.",
+                "credits": str(short.balance),
+                "cost": str(short.required),
+            },
+            status=status.HTTP_402_PAYMENT_REQUIRED,
+        )
+    except QueueUnavailable as unavailable:
+        return Response({"detail": str(unavailable)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    request.user.refresh_from_db(fields=["credits"])
+    output = {"job_id": job.pk, "status": job.status, "cost": job.cost, "credits_remaining": request.user.credits}
+    return Response(UploadOutput(output).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+@extend_schema(responses={200: JobOutput}, tags=["separation"])
+@api_view(["GET"])
+def job_status(request, job_id):
+    """A job's status and progress; once completed, its download URLs."""
+    job = job_get_for_user(user=request.user, job_id=job_id)
+    return Response(JobOutput(job, context={"request": request}).data)
+
+
+@extend_schema(tags=["separation"])
+class JobListView(generics.ListAPIView):
+    """Your jobs, newest first."""
+
+    serializer_class = JobOutput
+
+    def get_queryset(self):
+        return jobs_for_user(user=self.request.user)
+
+
+def _not_ready(job: Job) -> Response:
+    if job.files_deleted_at is not None:
+        return Response({"detail": "The files of this job have been deleted."}, status=status.HTTP_410_GONE)
+    return Response(
+        {"detail": f"The job is not completed (status {job.status}).", "status": job.status},
+        status=status.HTTP_409_CONFLICT,
+    )
+
+
+@extend_schema(
+    responses={(200, "application/zip"): bytes, 409: OpenApiResponse(description="Not completed")}, tags=["separation"]
+)
+@api_view(["GET"])
+def download(request, job_id):
+    """All stems in one zip."""
+    job = job_get_for_user(user=request.user, job_id=job_id)
+    if not job.zip_file:
+        return _not_ready(job)
+    return file_response(request, Path(settings.MEDIA_ROOT) / job.zip_file, download_name=f"{job.title} - stems.zip")
+
+
+@extend_schema(
+    responses={(200, "audio/*"): bytes, 404: OpenApiResponse(description="No such stem")}, tags=["separation"]
+)
+@api_view(["GET"])
+def download_stem(request, job_id, stem):
+    """One stem, with byte ranges for players."""
+    job = job_get_for_user(user=request.user, job_id=job_id)
+    if not job.stems:
+        return _not_ready(job)
+    found = job.stem(stem)
+    if found is None:
+        return Response({"detail": f"This job has no stem {stem!r}."}, status=status.HTTP_404_NOT_FOUND)
+    path = Path(settings.MEDIA_ROOT) / found["file"]
+    return file_response(request, path, download_name=f"{job.title} - {stem}{path.suffix}")
+
+
+@extend_schema(responses={200: JobOutput}, tags=["separation"])
+@api_view(["DELETE"])
+def delete_job(request, job_id):
+    """Cancel a waiting or running job (refunded), or delete a finished job's files. The job's
+    record and its ledger rows stay."""
+    job = job_cancel(job=job_get_for_user(user=request.user, job_id=job_id))
+    return Response(JobOutput(job, context={"request": request}).data)

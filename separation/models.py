@@ -1,0 +1,90 @@
+import uuid
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.db import models
+
+
+def job_folder(job_id) -> str:
+    """Where a job's files live, relative to MEDIA_ROOT."""
+    return f"jobs/{job_id}"
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Waiting"
+        PROCESSING = "PROCESSING", "Separating"
+        COMPLETED = "COMPLETED", "Done"
+        FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
+
+    class Format(models.TextChoices):
+        WAV = "wav", "WAV (16-bit)"
+        FLAC = "flac", "FLAC (lossless)"
+        MP3 = "mp3", "MP3 (320 kbps)"
+
+    ACTIVE = (Status.PENDING, Status.PROCESSING)
+    FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
+    original_filename = models.CharField(max_length=255)
+    # Relative to MEDIA_ROOT; emptied when the files are deleted.
+    input_file = models.CharField(max_length=255, blank=True)
+    model = models.CharField(max_length=50)
+    # "all", or the stem kept in two-stem mode (the rest is mixed into no_<stem>).
+    stem_mode = models.CharField(max_length=30, default="all")
+    output_format = models.CharField(max_length=4, choices=Format.choices, default=Format.WAV)
+    cost = models.DecimalField(max_digits=10, decimal_places=2)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    duration_seconds = models.FloatField()
+    # Our own count of claims: django-q2 does not count attempts killed by SIGKILL or the OOM killer.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Stems in output order: [{"name", "file", "waveform"}], paths relative to MEDIA_ROOT.
+    stems = models.JSONField(default=list, blank=True)
+    zip_file = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when retention (or the owner) deleted the files; the job and its ledger rows stay.
+    files_deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="job_user_newest"),
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="job_progress_at_most_100"),
+            models.CheckConstraint(condition=models.Q(cost__gt=0), name="job_cost_positive"),
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="job_user_idempotency_key_unique",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.original_filename} ({self.get_status_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def title(self) -> str:
+        """The original file name without its extension, for display and download names."""
+        return PurePosixPath(self.original_filename).stem or "song"
+
+    @property
+    def stem_names(self) -> list[str]:
+        return [stem["name"] for stem in self.stems]
+
+    def stem(self, name: str) -> dict | None:
+        return next((stem for stem in self.stems if stem["name"] == name), None)

@@ -1,0 +1,105 @@
+"""manage.py create_demo_model: a small random HTDemucs in the demucs repo format."""
+
+import hashlib
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from django.core.management import CommandError, call_command
+
+from separation.management.commands.create_demo_model import PRESETS, create_demo_model
+
+
+def run_command(**options) -> str:
+    out = StringIO()
+    call_command("create_demo_model", stdout=out, **options)
+    return out.getvalue()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def demo_repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("models")
+    run_command(repo=str(repo))
+    return repo
+
+
+def test_writes_a_model_that_demucs_loads(demo_repo):
+    from demucs.htdemucs import HTDemucs
+    from demucs.pretrained import get_model
+    from demucs.states import load_model
+
+    assert sorted(path.name for path in demo_repo.iterdir()) == ["demo.th"]
+    model = load_model(demo_repo / "demo.th")  # exactly what demucs's LocalRepo does
+    assert isinstance(model, HTDemucs)
+    assert model.sources == ["drums", "bass", "other", "vocals"]
+    assert model.samplerate == 44100
+    assert model.audio_channels == 2
+    assert isinstance(get_model("demo", repo=demo_repo), HTDemucs)
+
+
+def test_prints_where_it_wrote(tmp_path):
+    output = run_command(repo=str(tmp_path), name="tiny")
+    assert str(tmp_path / "tiny.th") in output
+    assert (tmp_path / "tiny.th").is_file()
+
+
+def test_the_file_is_deterministic(tmp_path, demo_repo):
+    run_command(repo=str(tmp_path))
+    assert sha256(tmp_path / "demo.th") == sha256(demo_repo / "demo.th")
+
+
+def test_existing_model_is_kept_unless_forced(tmp_path):
+    target = tmp_path / "demo.th"
+    target.write_bytes(b"placeholder")
+    output = run_command(repo=str(tmp_path))
+    assert "already exists" in output
+    assert target.read_bytes() == b"placeholder"
+
+    output = run_command(repo=str(tmp_path), force=True)
+    assert "Wrote" in output
+    assert target.stat().st_size > 100_000
+    assert not [path for path in tmp_path.iterdir() if path.name != "demo.th"]  # no temp files
+
+
+def test_force_replaces_a_checksummed_copy(tmp_path):
+    # demucs refuses a folder holding both demo.th and demo-<checksum>.th.
+    (tmp_path / "demo-0123abcd.th").write_bytes(b"old")
+    assert run_command(repo=str(tmp_path)).endswith("nothing written (use --force to overwrite).\n")
+    run_command(repo=str(tmp_path), force=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["demo.th"]
+
+
+def test_default_folder_is_the_setting(tmp_path, settings):
+    settings.DEMUCS_MODEL_REPO = tmp_path / "data" / "models"
+    run_command()
+    assert (tmp_path / "data" / "models" / "demo.th").is_file()
+
+
+def test_rejects_a_name_demucs_would_misread(tmp_path):
+    with pytest.raises(CommandError):
+        run_command(repo=str(tmp_path), name="demo-v2")  # "-" separates a checksum
+    assert not list(tmp_path.iterdir())
+
+
+def test_presets_table_has_demo():
+    assert "demo" in PRESETS
+    with pytest.raises(ValueError):
+        create_demo_model(Path("/nonexistent"), preset="no-such-preset")
+
+
+def test_demucs_cli_separates_with_it(demo_repo, tmp_path):
+    from demucs.separate import main
+
+    song = tmp_path / "song.wav"
+    rng = np.random.default_rng(0)
+    soundfile.write(song, (rng.standard_normal((44100, 2)) * 0.1).astype(np.float32), 44100)
+    main(["--repo", str(demo_repo), "-n", "demo", "-o", str(tmp_path / "out"), str(song)])
+    stems = sorted(path.name for path in (tmp_path / "out" / "demo" / "song").iterdir())
+    assert stems == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+    assert soundfile.info(tmp_path / "out" / "demo" / "song" / "vocals.wav").frames == 44100

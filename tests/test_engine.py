@@ -1,0 +1,490 @@
+"""The separation engine, run for real: demucs's code with the demo model, no mocks."""
+
+import math
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import lameenc
+import numpy as np
+import pytest
+import soundfile
+import sphn
+from django.core.management import call_command
+
+from separation import engine
+from separation.engine import (
+    AudioDecodeError,
+    AudioInfo,
+    EngineConfig,
+    EngineError,
+    ModelUnavailable,
+    SeparationAborted,
+)
+
+SOURCES = ["drums", "bass", "other", "vocals"]
+MP3_FRAME = 1152
+
+
+# --- audio fixtures -------------------------------------------------------------------
+
+
+def tones(seconds: float, samplerate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:
+    """(frames, channels) float32: a different sine per channel plus a little noise."""
+    rng = np.random.default_rng(seed)
+    frames = int(round(seconds * samplerate))
+    t = np.arange(frames) / samplerate
+    columns = [
+        0.25 * np.sin(2 * np.pi * (220 * (index + 1)) * t) + 0.02 * rng.standard_normal(frames)
+        for index in range(channels)
+    ]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def write_audio(path: Path, data: np.ndarray, samplerate: int) -> Path:
+    if path.suffix == ".mp3":
+        encoder = lameenc.Encoder()
+        encoder.set_bit_rate(192)
+        encoder.set_in_sample_rate(samplerate)
+        encoder.set_channels(data.shape[1])
+        encoder.set_quality(7)
+        encoder.silence()
+        pcm = (np.clip(data, -1, 1) * 32767).astype("<i2")
+        path.write_bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
+    elif path.suffix == ".ogg":
+        soundfile.write(path, data, samplerate, format="OGG", subtype="VORBIS")
+    else:
+        soundfile.write(path, data, samplerate, subtype="PCM_16")
+    return path
+
+
+def make_song(folder: Path, name="song.wav", seconds=2.0, samplerate=44100, channels=2) -> Path:
+    return write_audio(folder / name, tones(seconds, samplerate, channels), samplerate)
+
+
+# --- model fixtures -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("demucs-models")
+    call_command("create_demo_model", repo=str(repo), stdout=open("/dev/null", "w"))
+    return repo
+
+
+@pytest.fixture
+def config(demo_repo) -> EngineConfig:
+    return EngineConfig(model_repo=demo_repo, device="cpu", shifts=1)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network and an empty HuggingFace cache."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+def separate(song: Path, out: Path, config: EngineConfig, **options) -> engine.SeparationResult:
+    return engine.separate(input_path=song, output_dir=out, model_name="demo", config=config, **options)
+
+
+# --- import weight --------------------------------------------------------------------
+
+
+def test_web_side_calls_never_import_torch(demo_repo, tmp_path):
+    song = make_song(tmp_path)
+    code = (
+        "import sys; from pathlib import Path; from separation import engine; "
+        f"engine.probe_audio(Path({str(song)!r})); "
+        f"assert engine.model_is_installed('demo', Path({str(demo_repo)!r})); "
+        "heavy = [m for m in ('torch', 'demucs', 'julius', 'lameenc', 'soundfile', 'PIL', 'django') "
+        "if m in sys.modules]; assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+
+
+# --- probe_audio ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "samplerate", "channels", "tolerance"),
+    [
+        ("a.wav", 44100, 2, 1e-6),
+        ("a.flac", 44100, 2, 1e-6),
+        ("a.ogg", 44100, 2, 0.05),
+        ("a.mp3", 44100, 2, 0.06),  # no gapless header: duration includes LAME's padding
+        ("m.wav", 48000, 1, 1e-6),
+        ("m.mp3", 48000, 1, 0.06),
+        ("s.wav", 22050, 6, 1e-6),
+    ],
+)
+def test_probe_reads_duration_rate_and_channels(tmp_path, name, samplerate, channels, tolerance):
+    path = write_audio(tmp_path / name, tones(3.0, samplerate, channels), samplerate)
+    info = engine.probe_audio(path)
+    assert isinstance(info, AudioInfo)
+    assert info.samplerate == samplerate
+    assert info.channels == channels
+    assert info.duration_seconds == pytest.approx(3.0, abs=tolerance)
+
+
+def png_bytes() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(lambda wav: np.random.default_rng(1).bytes(4000), id="random-bytes"),
+        pytest.param(lambda wav: png_bytes(), id="png"),
+        pytest.param(lambda wav: b"%PDF-1.4\n" + b"x" * 500, id="pdf"),
+        pytest.param(lambda wav: b"PK\x03\x04" + b"\0" * 200, id="zip"),
+        pytest.param(lambda wav: b"", id="empty"),
+        pytest.param(lambda wav: wav[:30], id="truncated-header"),
+        pytest.param(lambda wav: wav[:44], id="header-without-data"),
+    ],
+)
+def test_probe_rejects_what_is_not_audio(tmp_path, content):
+    wav = make_song(tmp_path, seconds=0.5).read_bytes()
+    path = tmp_path / "upload.wav"
+    path.write_bytes(content(wav))
+    with pytest.raises(AudioDecodeError) as caught:
+        engine.probe_audio(path)
+    assert str(caught.value)  # a message for the user
+
+
+# --- models ---------------------------------------------------------------------------
+
+
+def test_model_is_installed_in_the_repo(demo_repo, tmp_path, offline):
+    assert engine.model_is_installed("demo", demo_repo)
+    assert not engine.model_is_installed("htdemucs", demo_repo)
+    assert not engine.model_is_installed("demo", None)
+    assert not engine.model_is_installed("demo", tmp_path / "no-such-folder")
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(demo_repo / "demo.th", repo / "single-0123abcd.th")  # NAME-<checksum>.th
+    (repo / "bag.yaml").write_text("models: ['single', 'single']\n")
+    (repo / "broken_bag.yaml").write_text("models: ['single', 'missing']\nsegment: 4\n")
+    assert engine.model_is_installed("single", repo)
+    assert engine.model_is_installed("bag", repo)
+    assert not engine.model_is_installed("broken_bag", repo)
+
+
+def test_model_is_installed_in_the_huggingface_cache(tmp_path, offline):
+    import huggingface_hub.constants
+    from demucs.hf import hf_repo_name
+
+    for name in ("htdemucs", "htdemucs_ft", "mdx_extra_q"):
+        assert engine._hf_repo_name(name) == hf_repo_name(name)
+    # The hub cache layout: models--OWNER--REPO/{refs/main, snapshots/REVISION/FILE}.
+    revision = "0" * 40
+    root = Path(huggingface_hub.constants.HF_HUB_CACHE) / "models--adefossez--HTDemucs-ft"
+    snapshot = root / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(revision)
+    (snapshot / "htdemucs_ft.yaml").write_text("models: ['aaaa', 'bbbb']\n")
+    (snapshot / "aaaa.safetensors").write_bytes(b"x")
+    assert not engine.model_is_installed("htdemucs_ft", None)  # one member missing
+    (snapshot / "bbbb.safetensors").write_bytes(b"x")
+    assert engine.model_is_installed("htdemucs_ft", None)
+    assert not engine.model_is_installed("htdemucs", None)
+
+
+def test_missing_model_is_unavailable_without_network(tmp_path, offline):
+    config = EngineConfig(model_repo=tmp_path, device="cpu")
+    with pytest.raises(ModelUnavailable) as caught:
+        engine.load_model("no_such_model", config)
+    assert "'no_such_model'" in str(caught.value)
+    with pytest.raises(ModelUnavailable):
+        engine.load_model("no_such_model", EngineConfig(model_repo=None, device="cpu"))
+
+
+def test_corrupt_weights_are_unavailable(tmp_path, offline):
+    (tmp_path / "broken.th").write_bytes(b"not a torch file")
+    with pytest.raises(ModelUnavailable):
+        engine.load_model("broken", EngineConfig(model_repo=tmp_path, device="cpu"))
+
+
+def test_model_is_loaded_once_for_many_jobs(demo_repo, tmp_path):
+    repo = tmp_path / "own-repo"  # a cache key no other test has loaded
+    repo.mkdir()
+    shutil.copy(demo_repo / "demo.th", repo / "demo.th")
+    config = EngineConfig(model_repo=repo, device="cpu", shifts=0)
+    song = make_song(tmp_path, seconds=1.0)
+    before = engine.model_loads
+    for index in range(3):
+        separate(song, tmp_path / f"out{index}", config)
+    assert engine.model_loads == before + 1
+    assert engine.load_model("demo", config) is engine.load_model("demo", config)
+
+
+def test_resolve_device():
+    import torch
+
+    assert engine.resolve_device("cpu") == "cpu"
+    assert engine.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(EngineError):
+        engine.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(EngineError):
+            engine.resolve_device("cuda:0")
+
+
+# --- separate -------------------------------------------------------------------------
+
+
+def test_separates_into_the_model_stems(tmp_path, config):
+    song = make_song(tmp_path, seconds=2.5)
+    result = separate(song, tmp_path / "out", config, archive_name="My song")
+
+    assert list(result.stems) == SOURCES
+    assert list(result.waveforms) == SOURCES
+    assert (result.samplerate, result.channels, result.frames) == (44100, 2, int(2.5 * 44100))
+    for name, path in result.stems.items():
+        assert path == tmp_path / "out" / f"{name}.wav"
+        info = soundfile.info(path)
+        assert (info.samplerate, info.channels, info.frames, info.subtype) == (44100, 2, 110250, "PCM_16")
+        data, _ = soundfile.read(path)
+        assert np.abs(data).max() > 0  # an untrained model still outputs something
+
+    with zipfile.ZipFile(result.zip_path) as bundle:
+        assert result.zip_path == tmp_path / "out" / "My song.zip"
+        assert bundle.namelist() == [f"My song/{name}.wav" for name in SOURCES]
+        assert {item.compress_type for item in bundle.infolist()} == {zipfile.ZIP_STORED}
+        assert bundle.read("My song/vocals.wav") == result.stems["vocals"].read_bytes()
+    expected = {f"{name}.{ext}" for name in SOURCES for ext in ("wav", "png")} | {"My song.zip"}
+    assert {path.name for path in (tmp_path / "out").iterdir()} == expected  # no temp files left
+
+
+def test_waveform_png(tmp_path, config):
+    from PIL import Image
+
+    result = separate(make_song(tmp_path), tmp_path / "out", config)
+    for path in result.waveforms.values():
+        with Image.open(path) as image:
+            assert (image.format, image.mode, image.size) == ("PNG", "RGBA", (1000, 120))
+            pixels = np.asarray(image)
+        assert pixels[0, 0, 3] == 0  # transparent background
+        drawn = pixels[pixels[..., 3] > 0]
+        assert len(drawn) >= 1000  # at least one pixel per column
+        assert {tuple(pixel) for pixel in drawn} == {(0x5B, 0x3D, 0xF5, 255)}
+
+
+def test_waveform_peaks_are_min_and_max_per_column():
+    samples = np.array([0, 1, -1, 0.5, 0.2, -0.3, 0.9, 0.1], dtype=np.float32)
+    low, high = engine._waveform_peaks(samples, 4)
+    assert low.tolist() == pytest.approx([0, -1, -0.3, 0.1])
+    assert high.tolist() == pytest.approx([1, 0.5, 0.2, 0.9])
+
+
+@pytest.mark.parametrize(
+    ("samplerate", "channels", "out_channels"),
+    [(44100, 1, 1), (48000, 2, 2), (48000, 1, 1), (22050, 6, 2)],
+)
+def test_output_matches_the_input_rate_length_and_channels(tmp_path, config, samplerate, channels, out_channels):
+    song = write_audio(tmp_path / "song.wav", tones(1.5, samplerate, channels), samplerate)
+    frames = sphn.read(str(song))[0].shape[1]
+    result = separate(song, tmp_path / "out", config)
+    assert (result.samplerate, result.channels, result.frames) == (samplerate, out_channels, frames)
+    for path in result.stems.values():
+        info = soundfile.info(path)
+        assert (info.samplerate, info.channels, info.frames) == (samplerate, out_channels, frames)
+
+
+def test_two_stems(tmp_path, demo_repo):
+    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=0)  # deterministic
+    song = make_song(tmp_path)
+    full = separate(song, tmp_path / "full", config)
+    pair = separate(song, tmp_path / "pair", config, two_stems="vocals")
+    assert list(pair.stems) == ["vocals", "no_vocals"]
+    assert {path.name for path in pair.stems.values()} == {"vocals.wav", "no_vocals.wav"}
+    assert list(pair.waveforms) == ["vocals", "no_vocals"]
+
+    def read(path):
+        return soundfile.read(path, dtype="float32")[0]
+
+    assert np.array_equal(read(pair.stems["vocals"]), read(full.stems["vocals"]))
+    others = sum(read(full.stems[name]) for name in ("drums", "bass", "other"))
+    np.testing.assert_allclose(read(pair.stems["no_vocals"]), others, atol=4 / 32767)
+
+
+def test_unknown_stem_is_refused(tmp_path, config):
+    with pytest.raises(EngineError) as caught:
+        separate(make_song(tmp_path), tmp_path / "out", config, two_stems="piano")
+    assert "piano" in str(caught.value)
+    assert "drums, bass, other, vocals" in str(caught.value)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("output_format", ["wav", "flac", "mp3"])
+@pytest.mark.parametrize(("samplerate", "channels"), [(44100, 2), (48000, 1)])
+def test_each_format_opens_again(tmp_path, config, output_format, samplerate, channels):
+    song = write_audio(tmp_path / "song.wav", tones(1.2, samplerate, channels), samplerate)
+    frames = int(round(1.2 * samplerate))
+    result = separate(song, tmp_path / "out", config, output_format=output_format)
+    assert {path.suffix for path in result.stems.values()} == {f".{output_format}"}
+    with zipfile.ZipFile(result.zip_path) as bundle:
+        assert all(name.endswith(f".{output_format}") for name in bundle.namelist())
+    for path in result.stems.values():
+        data, rate = sphn.read(str(path))
+        assert rate == samplerate
+        assert data.shape[0] == channels
+        if output_format == "mp3":
+            # No gapless header: LAME's 576-sample delay, padding to whole 1152-sample
+            # frames and one flush frame. Decoded length is exactly this:
+            assert data.shape[1] == MP3_FRAME * (math.ceil(frames / MP3_FRAME) + 1)
+        else:
+            assert data.shape[1] == frames
+            info = soundfile.info(path)
+            assert (info.samplerate, info.channels, info.frames, info.subtype) == (
+                samplerate,
+                channels,
+                frames,
+                "PCM_16",
+            )
+
+
+def test_mp3_above_48khz_is_written_at_48khz(tmp_path, config):
+    song = write_audio(tmp_path / "song.wav", tones(1.0, 96000, 2), 96000)
+    result = separate(song, tmp_path / "out", config, output_format="mp3")
+    assert (result.samplerate, result.frames) == (48000, 48000)
+    data, rate = sphn.read(str(result.stems["vocals"]))
+    assert rate == 48000
+    assert data.shape[1] == MP3_FRAME * (math.ceil(48000 / MP3_FRAME) + 1)
+    # wav and flac keep 96 kHz.
+    wav = separate(song, tmp_path / "wav", config)
+    assert soundfile.info(wav.stems["vocals"]).samplerate == 96000
+
+
+@pytest.mark.parametrize("name", ["song.mp3", "song.flac", "song.ogg"])
+def test_compressed_inputs(tmp_path, config, name):
+    song = write_audio(tmp_path / name, tones(1.5, 44100, 2), 44100)
+    frames = sphn.read(str(song))[0].shape[1]
+    result = separate(song, tmp_path / "out", config)
+    assert soundfile.info(result.stems["drums"]).frames == frames
+
+
+def test_nan_and_inf_samples_become_silence(tmp_path, config):
+    data = tones(1.0)
+    data[100:200] = np.nan
+    data[300] = np.inf
+    song = tmp_path / "song.wav"
+    soundfile.write(song, data, 44100, subtype="FLOAT")
+    result = separate(song, tmp_path / "out", config)
+    for path in result.stems.values():
+        assert np.isfinite(soundfile.read(path)[0]).all()
+
+
+def test_undecodable_input(tmp_path, config):
+    song = tmp_path / "song.mp3"
+    song.write_bytes(np.random.default_rng(2).bytes(10_000))
+    with pytest.raises(AudioDecodeError):
+        separate(song, tmp_path / "out", config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_format_is_refused(tmp_path, config):
+    with pytest.raises(EngineError):
+        separate(make_song(tmp_path), tmp_path / "out", config, output_format="aac")
+
+
+def test_equals_demucs_separator(tmp_path, demo_repo):
+    """The engine's model call is Separator.separate_tensor, and the files hold its result."""
+    from demucs.api import Separator
+
+    song = make_song(tmp_path, seconds=5.0)
+    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=0)
+    separator = Separator(model="demo", repo=demo_repo, device="cpu", shifts=0)
+    wav = separator._load_audio(song)  # sphn + convert_audio, as the demucs CLI reads it
+    _, expected = separator.separate_tensor(wav, separator.samplerate)
+
+    model = engine.load_model("demo", config)
+    data, samplerate = engine._decode(song)
+    ours = engine._run_model(model, engine._prepare(data, samplerate, model), config=config, device="cpu")
+    assert list(ours) == list(expected) == SOURCES
+    for name in SOURCES:
+        assert float((ours[name] - expected[name]).abs().max()) < 1e-4
+
+    result = separate(song, tmp_path / "out", config)
+    for name in SOURCES:
+        written = soundfile.read(result.stems[name], dtype="float32")[0].T
+        reference = expected[name].numpy()
+        assert np.abs(reference).max() < 1 / 1.01  # so save_audio did not rescale
+        np.testing.assert_allclose(written, reference, atol=1.5 / 32767)
+
+
+def test_longer_segment_than_the_model_allows_is_capped(tmp_path, demo_repo):
+    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=0, segment=30.0)
+    result = separate(make_song(tmp_path, seconds=5.0), tmp_path / "out", config)
+    assert soundfile.info(result.stems["vocals"]).frames == 5 * 44100
+
+
+# --- progress and abort ---------------------------------------------------------------
+
+
+def test_progress_is_monotonic_and_ends_at_one(tmp_path, demo_repo):
+    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=2)
+    fractions = []
+    separate(make_song(tmp_path, seconds=10.0), tmp_path / "out", config, progress=fractions.append)
+    assert fractions[0] == 0.0
+    assert fractions[-1] == 1.0
+    assert all(a < b for a, b in zip(fractions, fractions[1:]))
+    assert len(fractions) > 10  # 4 chunks x 2 shifts, start and end, then the files
+    # Half the model work is done when the first shift pass ends.
+    assert any(0.4 < fraction < 0.5 for fraction in fractions)
+
+
+def test_progress_rises_across_a_bag_of_models(tmp_path, demo_repo):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(demo_repo / "demo.th", repo / "demo.th")
+    (repo / "pair.yaml").write_text("models: ['demo', 'demo']\nweights: [[1, 1, 1, 1], [1, 1, 1, 1]]\n")
+    config = EngineConfig(model_repo=repo, device="cpu", shifts=1)
+    assert engine.model_is_installed("pair", repo)
+    fractions = []
+    result = engine.separate(
+        input_path=make_song(tmp_path, seconds=7.0),
+        output_dir=tmp_path / "out",
+        model_name="pair",
+        config=config,
+        progress=fractions.append,
+    )
+    assert list(result.stems) == SOURCES
+    assert fractions[-1] == 1.0
+    assert all(a < b for a, b in zip(fractions, fractions[1:]))
+    assert any(0.4 < fraction < 0.5 for fraction in fractions)  # end of the first model
+
+
+@pytest.mark.parametrize("abort_at", [0.3, 0.95])  # during the model, while writing files
+def test_abort_from_progress_stops_and_leaves_nothing(tmp_path, demo_repo, abort_at):
+    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=1)
+    calls_after_abort = []
+    aborted = False
+
+    def progress(fraction):
+        nonlocal aborted
+        if aborted:
+            calls_after_abort.append(fraction)
+        if fraction >= abort_at:
+            aborted = True
+            raise SeparationAborted
+
+    out = tmp_path / "out"
+    with pytest.raises(SeparationAborted):
+        separate(make_song(tmp_path, seconds=10.0), out, config, progress=progress)
+    assert aborted
+    assert calls_after_abort == []
+    assert not out.exists() or list(out.iterdir()) == []
