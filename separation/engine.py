@@ -378,7 +378,7 @@ def _run_model(model, wav, *, config: EngineConfig, device: str, callback=None) 
         callback_arg={"audio_length": wav.shape[1]},
     )
     out = out * std + mean
-    return dict(zip(model.sources, out[0]))
+    return dict(zip(model.sources, out[0], strict=True))
 
 
 def _select_stems(sources: dict, two_stems: str | None) -> dict:

@@ -441,7 +441,7 @@ def test_progress_is_monotonic_and_ends_at_one(tmp_path, demo_repo):
     separate(make_song(tmp_path, seconds=10.0), tmp_path / "out", config, progress=fractions.append)
     assert fractions[0] == 0.0
     assert fractions[-1] == 1.0
-    assert all(a < b for a, b in zip(fractions, fractions[1:]))
+    assert all(a < b for a, b in zip(fractions, fractions[1:], strict=False))
     assert len(fractions) > 10  # 4 chunks x 2 shifts, start and end, then the files
     # Half the model work is done when the first shift pass ends.
     assert any(0.4 < fraction < 0.5 for fraction in fractions)
@@ -464,7 +464,7 @@ def test_progress_rises_across_a_bag_of_models(tmp_path, demo_repo):
     )
     assert list(result.stems) == SOURCES
     assert fractions[-1] == 1.0
-    assert all(a < b for a, b in zip(fractions, fractions[1:]))
+    assert all(a < b for a, b in zip(fractions, fractions[1:], strict=False))
     assert any(0.4 < fraction < 0.5 for fraction in fractions)  # end of the first model
 
 
