@@ -132,11 +132,23 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="demo", help="Model name, written as NAME.th (default: demo).")
         parser.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="Architecture to write.")
         parser.add_argument("--force", action="store_true", help="Overwrite an existing model of that name.")
+        parser.add_argument(
+            "--if-no-model",
+            action="store_true",
+            help="Do nothing when any separation model is installed already (what bin/run uses).",
+        )
 
     def handle(self, *args, **options):
         repo = options["repo"] or getattr(settings, "DEMUCS_MODEL_REPO", None)
         if repo is None:
             raise CommandError("No model folder: pass --repo or set DEMUCS_MODEL_REPO.")
+        if options["if_no_model"]:
+            from separation.catalog import models_list
+
+            installed = [model.name for model in models_list() if model.installed]
+            if installed:
+                self.stdout.write(f"Models installed ({', '.join(installed)}); no demo model needed.")
+                return
         try:
             path, written = create_demo_model(
                 Path(repo), name=options["name"], preset=options["preset"], force=options["force"]
