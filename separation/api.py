@@ -133,8 +133,8 @@ def upload(request):
         return Response(
             {
                 "detail": f"Not enough credits: this song costs {short.required} and you have {short.balance}.",
-                "credits": str(short.balance),
-                "cost": str(short.required),
+                "credits": f"{short.balance:.2f}",
+                "cost": f"{short.required:.2f}",
             },
             status=status.HTTP_402_PAYMENT_REQUIRED,
         )
@@ -164,7 +164,7 @@ class JobListView(generics.ListAPIView):
 
 
 def _not_ready(job: Job) -> Response:
-    if job.files_deleted_at is not None:
+    if job.status == Job.Status.COMPLETED and job.files_deleted_at is not None:
         return Response({"detail": "The files of this job have been deleted."}, status=status.HTTP_410_GONE)
     return Response(
         {"detail": f"The job is not completed (status {job.status}).", "status": job.status},

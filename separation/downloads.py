@@ -34,6 +34,8 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     first, last = match.groups()
     if first:
         start, end = int(first), min(int(last), size - 1) if last else size - 1
+        if last and int(last) < start:
+            return None  # not a valid range: serve the whole file (RFC 9110 14.2)
     else:
         start, end = max(size - int(last), 0), size - 1
     return start, end

@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -281,8 +281,10 @@ def jobs_reap() -> dict[str, int]:
                 continue
         if job_fail(job_id=job_id, error=WORKER_LOST):
             counts["failed"] += 1
-    lost = Job.objects.filter(
-        status=Status.PENDING, enqueued_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
+    requeue_cutoff = now - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
+    # Never enqueued at all: the web process died between the commit and the enqueue.
+    lost = Job.objects.filter(status=Status.PENDING).filter(
+        Q(enqueued_at__lt=requeue_cutoff) | Q(enqueued_at__isnull=True, created_at__lt=requeue_cutoff)
     )
     for job_id in lost.values_list("pk", flat=True):
         job_enqueue(job_id=job_id)

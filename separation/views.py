@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import floatformat
 from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
@@ -68,8 +69,8 @@ def upload(request):
             request,
             format_html(
                 'Not enough credits: this song costs {} and you have {}. <a href="{}">Buy credits</a>',
-                f"{short.required:g}",
-                f"{short.balance:g}",
+                floatformat(short.required, "-2"),
+                floatformat(short.balance, "-2"),
                 reverse("credits"),
             ),
         )
@@ -107,7 +108,8 @@ def delete(request, job_id):
     was_active = job.is_active
     job_cancel(job=job)
     if was_active:
-        messages.success(request, f"Cancelled {job.original_filename}; your {job.cost:g} credit(s) were refunded.")
+        refunded = floatformat(job.cost, "-2")
+        messages.success(request, f"Cancelled {job.original_filename}; your {refunded} credit(s) were refunded.")
     else:
         messages.success(request, f"Deleted the files of {job.original_filename}.")
     return redirect("dashboard")
