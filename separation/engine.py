@@ -49,6 +49,7 @@ MP3_BITRATE = 320
 MP3_SAMPLERATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 WAVEFORM_SIZE = (1000, 120)  # width, height in pixels
 WAVEFORM_COLOR = (0x5B, 0x3D, 0xF5, 255)
+WAVEFORM_MIN_PEAK = 0.05  # quieter stems are drawn at most 20 times larger
 # Share of the progress range the model itself takes; writing files takes the rest.
 SEPARATION_SHARE = 0.9
 # demucs.hf.DEFAULT_NAMESPACE; copied because importing demucs.hf imports torch.
@@ -440,12 +441,14 @@ def _waveform_peaks(samples: np.ndarray, width: int) -> tuple[np.ndarray, np.nda
 
 
 def _write_waveform(stem, path: Path) -> None:
-    """A 1000x120 PNG: min/max per column of the mono mix-down, amplitude 1.0 = full height,
-    #5b3df5 on transparent."""
+    """A 1000x120 PNG: min/max per column of the mono mix-down, #5b3df5 on transparent."""
     from PIL import Image
 
     width, height = WAVEFORM_SIZE
     mono = stem.mean(0).cpu().numpy().astype(np.float32)
+    # Scaled to the stem's own peak, as players draw it, so quiet stems show their shape;
+    # near-silence is not blown up into a full-height band of noise.
+    mono /= max(float(np.abs(mono).max(initial=0.0)), WAVEFORM_MIN_PEAK)
     low, high = _waveform_peaks(mono, width)
     middle = (height - 1) / 2
     top = np.floor(middle - np.clip(high, -1, 1) * middle).astype(int)
