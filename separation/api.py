@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view, parser_classes, permission_classes
 from rest_framework.parsers import MultiPartParser
@@ -56,7 +56,8 @@ class JobOutput(serializers.Serializer):
     def get_download_url(self, job) -> str | None:
         return self._url("api-download", job.pk) if job.zip_file else None
 
-    def get_stem_files(self, job) -> list[StemOutput]:
+    @extend_schema_field(StemOutput(many=True))
+    def get_stem_files(self, job) -> list[dict]:
         return [{"name": name, "url": self._url("api-download-stem", job.pk, name)} for name in job.stem_names]
 
 
