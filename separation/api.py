@@ -186,7 +186,9 @@ def download(request, job_id):
 
 
 @extend_schema(
-    responses={(200, "audio/*"): bytes, 404: OpenApiResponse(description="No such stem")}, tags=["separation"]
+    operation_id="download_stem",
+    responses={(200, "audio/*"): bytes, 404: OpenApiResponse(description="No such stem")},
+    tags=["separation"],
 )
 @api_view(["GET"])
 def download_stem(request, job_id, stem):
