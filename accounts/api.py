@@ -1,13 +1,32 @@
+import logging
+
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.services import user_create
-from accounts.throttles import LoginAccountThrottle, LoginIPThrottle, RegisterAccountThrottle, RegisterIPThrottle
+from accounts.selectors import user_email_verified
+from accounts.services import (
+    VerificationMail,
+    email_verification_send,
+    password_reset_confirm,
+    password_reset_request,
+    user_create,
+    user_update_preferences,
+)
+from accounts.throttles import (
+    LoginAccountThrottle,
+    LoginIPThrottle,
+    PasswordResetAccountThrottle,
+    PasswordResetIPThrottle,
+    RegisterAccountThrottle,
+    RegisterIPThrottle,
+)
+
+logger = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "Unable to log in with the provided credentials."
 
@@ -18,6 +37,11 @@ class UserOutput(serializers.Serializer):
     username = serializers.CharField()
     credits = serializers.DecimalField(max_digits=10, decimal_places=2)
     date_joined = serializers.DateTimeField()
+    email_verified = serializers.SerializerMethodField(help_text="Uploads need a verified email when required")
+    email_on_job_finished = serializers.BooleanField(help_text="Email me when a separation completes or fails")
+
+    def get_email_verified(self, user) -> bool:
+        return user_email_verified(user=user)
 
 
 class TokenOutput(serializers.Serializer):
@@ -49,10 +73,15 @@ class RegisterInput(serializers.Serializer):
 @permission_classes([AllowAny])
 @throttle_classes([RegisterIPThrottle, RegisterAccountThrottle])
 def register(request):
-    """Create an account with the signup bonus and return an access token."""
+    """Create an account with the signup bonus and return an access token. A verification link
+    is mailed to the address (uploads wait for it when EMAIL_VERIFICATION is mandatory)."""
     data = RegisterInput(data=request.data)
     data.is_valid(raise_exception=True)
     user = user_create(**data.validated_data)
+    try:
+        email_verification_send(request=request._request, user=user, signup=True)
+    except Exception:  # the account stands; the person can ask for the mail again
+        logger.exception("Could not send the verification mail to user %s", user.pk)
     return Response(
         {**_token_for(user), "user": UserOutput(user).data},
         status=status.HTTP_201_CREATED,
@@ -90,8 +119,86 @@ def login(request):
     return Response(_token_for(user))
 
 
-@extend_schema(responses={200: UserOutput}, tags=["auth"])
-@api_view(["GET"])
+class PreferencesInput(serializers.Serializer):
+    email_on_job_finished = serializers.BooleanField()
+
+
+@extend_schema(methods=["GET"], responses={200: UserOutput}, tags=["auth"])
+@extend_schema(methods=["PATCH"], request=PreferencesInput, responses={200: UserOutput}, tags=["auth"])
+@api_view(["GET", "PATCH"])
 def me(request):
-    """The signed-in user, with the current balance."""
+    """The signed-in user, with the current balance. PATCH changes the email preferences."""
+    if request.method == "PATCH":
+        data = PreferencesInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        if data.validated_data:
+            user_update_preferences(user=request.user, **data.validated_data)
     return Response(UserOutput(request.user).data)
+
+
+class DetailOutput(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+VERIFICATION_ANSWERS = {
+    VerificationMail.SENT: "We sent you a new verification link. Follow it to verify your email address.",
+    VerificationMail.ALREADY_VERIFIED: "Your email address is already verified.",
+    VerificationMail.RECENTLY_SENT: "We sent you a verification link a moment ago; it still works. "
+    "Check your inbox (and spam folder), or ask again in a few minutes.",
+}
+
+
+@extend_schema(request=None, responses={200: DetailOutput}, tags=["auth"])
+@api_view(["POST"])
+def verify_email_resend(request):
+    """Mail the verification link again."""
+    sent = email_verification_send(request=request._request, user=request.user)
+    return Response({"detail": VERIFICATION_ANSWERS[sent], "status": sent.value})
+
+
+PASSWORD_RESET_SENT = (
+    "If an account uses this email address, we sent it a link to set a new password. The link works once."
+)
+
+
+class PasswordResetInput(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+@extend_schema(request=PasswordResetInput, responses={202: DetailOutput}, tags=["auth"])
+@api_view(["POST"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([PasswordResetIPThrottle, PasswordResetAccountThrottle])
+def password_reset(request):
+    """Mail a password reset link. The answer is the same whether or not the account exists."""
+    data = PasswordResetInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    try:
+        password_reset_request(request=request._request, email=data.validated_data["email"])
+    except Exception:  # a mail failure must not tell an account exists
+        logger.exception("Could not send a password reset mail")
+    return Response({"detail": PASSWORD_RESET_SENT}, status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmInput(serializers.Serializer):
+    uid = serializers.CharField(max_length=64, help_text="The mailed link ends in /<uid>-<token>/")
+    token = serializers.CharField(max_length=256)
+    new_password = serializers.CharField(max_length=1024, trim_whitespace=False, style={"input_type": "password"})
+
+
+@extend_schema(
+    request=PasswordResetConfirmInput,
+    responses={200: DetailOutput, 400: OpenApiResponse(description="Invalid or used token, or a weak password")},
+    tags=["auth"],
+)
+@api_view(["POST"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([PasswordResetIPThrottle])
+def password_reset_confirm_view(request):
+    """Set a new password with the uid and token from the mailed link. Each link works once."""
+    data = PasswordResetConfirmInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    password_reset_confirm(request=request._request, **data.validated_data)
+    return Response({"detail": "Your password has been changed. Log in with the new one."})

@@ -20,6 +20,11 @@ class User(AbstractUser):
     # A cached balance: the ledger (credits.CreditTransaction) is the truth, and
     # only credits.services writes this field.
     credits = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"), editable=False)
+    email_on_job_finished = models.BooleanField(
+        "email me when a separation finishes",
+        default=True,
+        help_text="A short email when a job completes or fails (with its refund).",
+    )
 
     objects = UserManager()
 

@@ -1,9 +1,22 @@
+import enum
+import logging
+
+from allauth.account import signals as allauth_signals
+from allauth.account.adapter import get_adapter
+from allauth.account.forms import ResetPasswordForm, default_token_generator
+from allauth.account.models import EmailAddress
+from allauth.account.utils import url_str_to_user_pk
+from allauth.core import ratelimit
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from credits.services import credits_grant_signup_bonus
+
+logger = logging.getLogger(__name__)
+
+INVALID_RESET_LINK = "This password reset link is invalid or has already been used. Ask for a new one."
 
 
 def user_find_clashes(*, email: str, username: str) -> dict[str, str]:
@@ -43,3 +56,79 @@ def user_create(*, email: str, username: str, password: str):
         # A concurrent sign-up took the name between the check and the insert.
         clashes = user_find_clashes(email=email, username=username)
         raise ValidationError(clashes or "Account could not be created.") from error
+
+
+# --- email verification (allauth's EmailAddress and confirmation mails) ---------------------
+
+
+class VerificationMail(enum.Enum):
+    SENT = "sent"
+    ALREADY_VERIFIED = "already_verified"
+    RECENTLY_SENT = "recently_sent"  # allauth's cooldown: the earlier mail's link still works
+
+
+def _email_address_for(*, user) -> EmailAddress:
+    """The address to verify: the primary one, else the one on the user, created if missing
+    (accounts made by the API, the admin or createsuperuser have no EmailAddress yet)."""
+    addresses = EmailAddress.objects.filter(user_id=user.pk)
+    address = addresses.filter(primary=True).first() or addresses.filter(email__iexact=user.email).first()
+    if address is None:
+        address, _ = EmailAddress.objects.get_or_create(
+            user=user, email=user.email.lower(), defaults={"primary": not addresses.exists(), "verified": False}
+        )
+    return address
+
+
+def email_verification_send(*, request, user, signup: bool = False) -> VerificationMail:
+    """Send allauth's confirmation mail (the same link and templates as the sign-up page) unless
+    the user is verified already or one was sent within allauth's cooldown."""
+    if EmailAddress.objects.filter(user_id=user.pk, verified=True).exists():
+        return VerificationMail.ALREADY_VERIFIED
+    address = _email_address_for(user=user)
+    if not ratelimit.consume(request, action="confirm_email", key=address.email.lower()):
+        return VerificationMail.RECENTLY_SENT
+    address.send_confirmation(request, signup=signup)
+    return VerificationMail.SENT
+
+
+# --- password reset (allauth's tokens, so the mailed link opens allauth's page) --------------
+
+
+def password_reset_request(*, request, email: str) -> None:
+    """Mail a reset link to the accounts with this address; nothing at all for an unknown one,
+    and the caller answers the same either way (no account enumeration)."""
+    form = ResetPasswordForm(data={"email": email})
+    if form.is_valid() and form.users:
+        form.save(request)
+
+
+def _user_from_reset_token(*, uid: str, token: str):
+    try:
+        user = get_user_model().objects.get(pk=url_str_to_user_pk(uid), is_active=True)
+    except (ValueError, TypeError, OverflowError, get_user_model().DoesNotExist):
+        return None
+    return user if default_token_generator.check_token(user, token) else None
+
+
+def password_reset_confirm(*, request, uid: str, token: str, new_password: str):
+    """Set a new password from the mailed link's uid and token. The token hashes the current
+    password, so it stops working once used."""
+    user = _user_from_reset_token(uid=uid, token=token)
+    if user is None:
+        raise ValidationError({"token": [INVALID_RESET_LINK]})
+    try:
+        validate_password(new_password, user)
+    except ValidationError as error:
+        raise ValidationError({"new_password": error.messages}) from error
+    get_adapter(request).set_password(user, new_password)
+    allauth_signals.password_reset.send(sender=user.__class__, request=request, user=user)
+    return user
+
+
+# --- notification preferences --------------------------------------------------------------
+
+
+def user_update_preferences(*, user, email_on_job_finished: bool):
+    user.email_on_job_finished = email_on_job_finished
+    user.save(update_fields=["email_on_job_finished"])
+    return user

@@ -49,3 +49,16 @@ class RegisterIPThrottle(_PerIPThrottle):
 class RegisterAccountThrottle(_PerAccountThrottle):
     scope = "register_account"
     fields = ("email",)
+
+
+class PasswordResetIPThrottle(_PerIPThrottle):
+    """Both password-reset endpoints, per client IP."""
+
+    scope = "password_reset_ip"
+
+
+class PasswordResetAccountThrottle(_PerAccountThrottle):
+    """Reset mails to one address, from any IP."""
+
+    scope = "password_reset_account"
+    fields = ("email",)

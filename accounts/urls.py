@@ -4,10 +4,14 @@ from accounts import api, views
 
 urlpatterns = [
     path("profile/", views.profile, name="profile"),
+    path("verify-email/resend/", views.verify_email_resend, name="verify-email-resend"),
 ]
 
 api_urlpatterns = [
     path("register", api.register, name="api-register"),
     path("login", api.login, name="api-login"),
     path("me", api.me, name="api-me"),
+    path("verify-email/resend", api.verify_email_resend, name="api-verify-email-resend"),
+    path("password-reset", api.password_reset, name="api-password-reset"),
+    path("password-reset/confirm", api.password_reset_confirm_view, name="api-password-reset-confirm"),
 ]

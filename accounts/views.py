@@ -1,7 +1,46 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from accounts.forms import PreferencesForm
+from accounts.selectors import user_email_verified
+from accounts.services import VerificationMail, email_verification_send, user_update_preferences
 
 
 @login_required
 def profile(request):
-    return render(request, "accounts/profile.html")
+    if request.method == "POST":
+        form = PreferencesForm(request.POST, instance=request.user)
+        if form.is_valid():
+            user_update_preferences(user=request.user, **form.cleaned_data)
+            messages.success(request, "Your email preferences were saved.")
+            return redirect("profile")
+    else:
+        form = PreferencesForm(instance=request.user)
+    return render(
+        request,
+        "accounts/profile.html",
+        {"preferences_form": form, "email_verified": user_email_verified(user=request.user)},
+    )
+
+
+@login_required
+@require_POST
+def verify_email_resend(request):
+    sent = email_verification_send(request=request, user=request.user)
+    if sent is VerificationMail.SENT:
+        messages.success(request, f"We sent a new verification link to {request.user.email}.")
+    elif sent is VerificationMail.ALREADY_VERIFIED:
+        messages.info(request, "Your email address is already verified.")
+    else:
+        messages.info(
+            request,
+            "We sent you a verification link a moment ago; it still works. "
+            "Check your inbox (and spam folder), or ask again in a few minutes.",
+        )
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure()):
+        next_url = "dashboard"
+    return redirect(next_url)

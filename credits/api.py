@@ -1,12 +1,32 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+import logging
+
+from django.http import JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from credits import stripe_checkout
 from credits.packs import pack_get, packs_list
+from credits.payment_providers import (
+    PaymentProviderError,
+    PaymentsMode,
+    WebhookInvalid,
+    WebhookNotConfigured,
+    payments_mode,
+)
+from credits.payments import payment_checkout_start, payment_event_handle
 from credits.selectors import transactions_for_user
 from credits.services import IdempotencyConflict, credits_purchase_simulated
+
+logger = logging.getLogger(__name__)
+
+PAYMENTS_OFF_DETAIL = "Payments are not configured on this server, so credits cannot be bought."
+PROVIDER_ERROR_DETAIL = "The payment provider could not be reached. Nothing was charged; please try again."
 
 
 class BalanceOutput(serializers.Serializer):
@@ -48,6 +68,29 @@ class PurchaseOutput(serializers.Serializer):
     transaction = TransactionOutput()
 
 
+class CheckoutOutput(serializers.Serializer):
+    checkout_url = serializers.URLField(help_text="Send the customer here to pay; credits arrive once they have")
+    session_id = serializers.CharField()
+    payment_id = serializers.IntegerField()
+    status = serializers.CharField()
+    credits = serializers.DecimalField(
+        max_digits=10, decimal_places=2, help_text="The balance now, before this purchase"
+    )
+    simulated = serializers.BooleanField()
+    package = PackOutput()
+
+
+class ErrorOutput(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
+def checkout_urls(request) -> tuple[str, str]:
+    """Where Stripe sends the customer back: the success page (with the session id) or the cancel page."""
+    success = request.build_absolute_uri(reverse("credits-success")) + "?session_id={CHECKOUT_SESSION_ID}"
+    return success, request.build_absolute_uri(reverse("credits-cancel"))
+
+
 @extend_schema(responses={200: BalanceOutput}, tags=["credits"])
 @api_view(["GET"])
 def balance(request):
@@ -65,7 +108,15 @@ def packages(request):
 
 @extend_schema(
     request=PurchaseInput,
-    responses={201: PurchaseOutput},
+    responses={
+        201: PolymorphicProxySerializer(
+            component_name="PurchaseResult",
+            serializers=[CheckoutOutput, PurchaseOutput],
+            resource_type_field_name=None,
+        ),
+        502: OpenApiResponse(ErrorOutput, description="The payment provider did not answer"),
+        503: OpenApiResponse(ErrorOutput, description="No payment provider, and simulated payments are off"),
+    },
     parameters=[
         OpenApiParameter(
             "Idempotency-Key", str, OpenApiParameter.HEADER, description="Retries with the same key buy once"
@@ -75,10 +126,20 @@ def packages(request):
 )
 @api_view(["POST"])
 def purchase(request):
-    """Buy a pack. Simulated: no payment provider is configured, so no money is taken."""
+    """Buy a pack. With Stripe configured: a Checkout Session whose `checkout_url` the customer pays
+    at; the credits arrive by webhook once they have paid. Without it, in development: a simulated
+    purchase that credits at once and takes no money."""
     data = PurchaseInput(data=request.data)
     data.is_valid(raise_exception=True)
     pack = data.validated_data["package"]
+    mode = payments_mode()
+    if mode == PaymentsMode.OFF:
+        return Response(
+            {"detail": PAYMENTS_OFF_DETAIL, "code": "payments_not_configured"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if mode == PaymentsMode.STRIPE:
+        return _checkout(request, pack)
     try:
         posting = credits_purchase_simulated(
             user=request.user, pack=pack, idempotency_key=request.headers.get("Idempotency-Key", "")[:100]
@@ -95,6 +156,51 @@ def purchase(request):
     return Response(
         PurchaseOutput(output).data, status=status.HTTP_201_CREATED if posting.created else status.HTTP_200_OK
     )
+
+
+def _checkout(request, pack):
+    success_url, cancel_url = checkout_urls(request)
+    try:
+        payment, url = payment_checkout_start(
+            user=request.user,
+            pack=pack,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
+        )
+    except PaymentProviderError:
+        return Response(
+            {"detail": PROVIDER_ERROR_DETAIL, "code": "payment_provider_error"}, status=status.HTTP_502_BAD_GATEWAY
+        )
+    output = {
+        "checkout_url": url,
+        "session_id": payment.provider_session_id,
+        "payment_id": payment.pk,
+        "status": payment.status,
+        "credits": request.user.credits,
+        "simulated": False,
+        "package": pack,
+    }
+    return Response(CheckoutOutput(output).data, status=status.HTTP_201_CREATED)
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request):
+    """Stripe's deliveries: verified by signature, then acted on once however often they come."""
+    try:
+        event = stripe_checkout.stripe_webhook_event_parse(
+            payload=request.body, signature=request.headers.get("Stripe-Signature", "")
+        )
+    except WebhookNotConfigured:
+        logger.error("A Stripe webhook arrived but STRIPE_WEBHOOK_SECRET is not set")
+        return JsonResponse({"detail": "Webhooks are not configured on this server."}, status=503)
+    except WebhookInvalid as invalid:
+        logger.warning("Refused a Stripe webhook: %s", invalid)
+        detail = "Invalid webhook: bad or missing Stripe-Signature, or not an event."
+        return JsonResponse({"detail": detail}, status=400)
+    handled = payment_event_handle(event=event)
+    return JsonResponse({"received": True, "handled": handled})
 
 
 @extend_schema(tags=["credits"])

@@ -5,6 +5,8 @@ from credits import api, views
 urlpatterns = [
     path("", views.credits_page, name="credits"),
     path("buy/", views.buy, name="credits-buy"),
+    path("success/", views.checkout_success, name="credits-success"),
+    path("cancelled/", views.checkout_cancelled, name="credits-cancel"),
 ]
 
 api_urlpatterns = [
@@ -12,4 +14,9 @@ api_urlpatterns = [
     path("packages", api.packages, name="api-credits-packages"),
     path("purchase", api.purchase, name="api-credits-purchase"),
     path("history", api.HistoryView.as_view(), name="api-credits-history"),
+]
+
+# Mounted at /api/payments/: the providers' webhooks.
+payments_api_urlpatterns = [
+    path("stripe/webhook", api.stripe_webhook, name="api-payments-stripe-webhook"),
 ]

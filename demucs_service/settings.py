@@ -207,7 +207,13 @@ ACCOUNT_LOGIN_METHODS = {"email", "username"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_PRESERVE_USERNAME_CASING = True
-ACCOUNT_EMAIL_VERIFICATION = "none"
+# allauth sends the verification mail but lets people log in; uploads check EMAIL_VERIFICATION.
+ACCOUNT_EMAIL_VERIFICATION = "optional"
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = ""
+# The reset page sends nothing to an unknown address, like the API.
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 ACCOUNT_SESSION_REMEMBER = None
 
 LANGUAGE_CODE = "en-us"
@@ -267,6 +273,8 @@ REST_FRAMEWORK = {
         "login_account": env_rate("THROTTLE_LOGIN_ACCOUNT", "5/minute"),
         "register_ip": env_rate("THROTTLE_REGISTER_IP", "10/hour"),
         "register_account": env_rate("THROTTLE_REGISTER_ACCOUNT", "5/hour"),
+        "password_reset_ip": env_rate("THROTTLE_PASSWORD_RESET_IP", "20/hour"),
+        "password_reset_account": env_rate("THROTTLE_PASSWORD_RESET_ACCOUNT", "5/hour"),
     },
 }
 SIMPLE_JWT = {
@@ -343,8 +351,34 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# Email: EMAIL_URL (smtp://user:password@host:587, smtp+tls://..., smtp+ssl://...) or the console.
+EMAIL_URL = env_str("EMAIL_URL", "")
+if EMAIL_URL:
+    try:
+        vars().update(env.email_url_config(EMAIL_URL))
+    except Exception as error:
+        raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {error}") from None
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"{SITE_NAME} <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+# Absolute links in mails the worker sends (it has no request), e.g. https://stems.example.com
+SITE_URL = env_str("SITE_URL", "").rstrip("/")
+# mandatory: unverified accounts may log in and see their balance but not upload.
+EMAIL_VERIFICATION = env_str("EMAIL_VERIFICATION", "optional" if DEBUG else "mandatory")
+if EMAIL_VERIFICATION not in {"none", "optional", "mandatory"}:
+    raise ImproperlyConfigured(f"EMAIL_VERIFICATION must be none, optional or mandatory; got {EMAIL_VERIFICATION!r}")
+
+# Payments: Stripe Checkout when STRIPE_SECRET_KEY is set; otherwise simulated purchases,
+# which are refused with DEBUG off unless PAYMENTS_SIMULATED=1.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+if STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY: credits arrive by webhook.")
+PAYMENTS_SIMULATED = env_bool("PAYMENTS_SIMULATED", DEBUG)
+# Another Stripe-compatible API endpoint (stripe-mock, the tests' fake server); empty: Stripe's.
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")
 
 LOGGING = {
     "version": 1,

@@ -15,7 +15,7 @@ from separation.downloads import file_response
 from separation.models import Job
 from separation.selectors import job_get_for_user, jobs_for_user
 from separation.services import QueueUnavailable, job_cancel
-from separation.uploads import UploadRejected, upload_accept
+from separation.uploads import EmailNotVerified, UploadRejected, upload_accept
 
 
 class ModelOutput(serializers.Serializer):
@@ -101,6 +101,7 @@ def models(request):
         202: UploadOutput,
         400: OpenApiResponse(description="Bad options, empty, too short or too long"),
         402: OpenApiResponse(description="Not enough credits: {detail, credits, cost}"),
+        403: OpenApiResponse(description="Email not verified (EMAIL_VERIFICATION=mandatory): {detail, code}"),
         413: OpenApiResponse(description="Over MAX_UPLOAD_MB"),
         415: OpenApiResponse(description="Not audio we can read"),
         503: OpenApiResponse(description="The queue is unavailable; nothing charged"),
@@ -128,6 +129,8 @@ def upload(request):
         job, created = upload_accept(
             request._request, read_fields=read_fields, idempotency_key=request.headers.get("Idempotency-Key", "")[:100]
         )
+    except EmailNotVerified as unverified:
+        return Response({"detail": str(unverified), "code": unverified.code}, status=status.HTTP_403_FORBIDDEN)
     except UploadRejected as rejected:
         return Response({"detail": str(rejected)}, status=rejected.status_code)
     except InsufficientCredits as short:

@@ -24,6 +24,7 @@ from credits.services import InsufficientCredits, credits_charge_job, credits_re
 from separation import engine
 from separation.catalog import SeparationModel, job_cost
 from separation.models import Job, job_folder
+from separation.notifications import notify_job_finished
 from separation.uploads import display_filename, storage_extension
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ def job_fail(*, job_id, error: str) -> Job | None:
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
         credits_refund_job(job=job, reason="the separation failed")
+    notify_job_finished(job_id=job.pk)  # after the commit; a mail failure never undoes the refund
     return job
 
 
@@ -255,6 +257,8 @@ def job_run(*, job_id) -> None:
     ]
     if not job_complete(job_id=job.pk, stems=stems, zip_file=str(result.zip_path.relative_to(media))):
         shutil.rmtree(output_dir, ignore_errors=True)  # cancelled while the files were written
+        return
+    notify_job_finished(job_id=job.pk)
 
 
 def jobs_reap() -> dict[str, int]:

@@ -21,6 +21,27 @@ class UploadRejected(Exception):
         self.status_code = status_code
 
 
+class EmailNotVerified(UploadRejected):
+    """EMAIL_VERIFICATION=mandatory and the uploader has no verified email address."""
+
+    code = "email_not_verified"
+
+    def __init__(self):
+        super().__init__(
+            "Verify your email address before uploading: follow the link we emailed you, "
+            "or ask for a new one (POST /api/auth/verify-email/resend, or the button on the site).",
+            403,
+        )
+
+
+def upload_check_email_verified(*, user) -> None:
+    """The email verification gate: checked before the body is read or anything is charged."""
+    from accounts.selectors import user_needs_email_verification
+
+    if user_needs_email_verification(user=user):
+        raise EmailNotVerified()
+
+
 def max_upload_bytes() -> int:
     return settings.MAX_UPLOAD_MB * 1024 * 1024
 
@@ -114,6 +135,7 @@ def upload_accept(request, *, read_fields, idempotency_key: str = ""):
     QueueUnavailable; returns (job, created)."""
     from separation.services import job_create
 
+    upload_check_email_verified(user=request.user)
     upload_check_declared_size(request)
     try:
         uploaded_file, model_name, stems, output_format = read_fields()

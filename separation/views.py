@@ -18,7 +18,7 @@ from separation.downloads import file_response
 from separation.models import Job
 from separation.selectors import job_get_for_user, jobs_for_user
 from separation.services import QueueUnavailable, job_cancel
-from separation.uploads import UploadRejected, upload_accept
+from separation.uploads import EmailNotVerified, UploadRejected, upload_accept
 
 
 def _job_list_context(request) -> dict:
@@ -61,6 +61,13 @@ def upload(request):
 
     try:
         job, _ = upload_accept(request, read_fields=read_fields, idempotency_key=request.POST.get("token", "")[:100])
+    except EmailNotVerified:
+        messages.error(
+            request,
+            "Verify your email address before uploading: follow the link we emailed you, "
+            "or use “Resend verification email” above.",
+        )
+        return redirect("dashboard")
     except UploadRejected as rejected:
         messages.error(request, str(rejected))
         return redirect("dashboard")

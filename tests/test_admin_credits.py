@@ -5,12 +5,12 @@ from decimal import Decimal
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.messages import get_messages
-from django.test import Client
 
 from accounts.admin import GrantCreditsForm
 from accounts.models import User
 from credits.models import CreditTransaction
 from credits.services import ledger_append
+from tests.conftest import balance, logged_in
 from tests.factories import UserFactory
 
 Kind = CreditTransaction.Kind
@@ -18,22 +18,6 @@ USERS_URL = "/admin/accounts/user/"
 LEDGER_URL = "/admin/credits/credittransaction/"
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_user(db):
-    return UserFactory(username="boss", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def admin_client(admin_user):
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
-def _balance(user) -> Decimal:
-    return User.objects.values_list("credits", flat=True).get(pk=user.pk)
 
 
 def _grants(user):
@@ -106,7 +90,7 @@ def test_it_asks_for_the_grant_details_first(admin_client, user, other_user):
 
 def test_it_grants_through_the_ledger_to_each_selected_user(admin_client, user, other_user):
     bystander = UserFactory()
-    starts = {u.pk: _balance(u) for u in (user, other_user, bystander)}
+    starts = {u.pk: balance(u) for u in (user, other_user, bystander)}
     token = _start_grant(admin_client, user, other_user).context["form"].initial["token"]
 
     response = _apply_grant(
@@ -121,26 +105,26 @@ def test_it_grants_through_the_ledger_to_each_selected_user(admin_client, user, 
         assert row.balance_after == starts[granted.pk] + Decimal("12.50")
         assert "Sorry for the outage" in row.description
         assert "boss" in row.description
-        assert _balance(granted) == starts[granted.pk] + Decimal("12.50")
-    assert _balance(bystander) == starts[bystander.pk]
+        assert balance(granted) == starts[granted.pk] + Decimal("12.50")
+    assert balance(bystander) == starts[bystander.pk]
     assert not _grants(bystander).exists()
     assert [str(m) for m in get_messages(response.wsgi_request)] == ["Granted 12.50 credits to 2 user(s)."]
 
 
 def test_it_grants_once_when_the_form_is_submitted_twice(admin_client, user):
-    start = _balance(user)
+    start = balance(user)
     token = _start_grant(admin_client, user).context["form"].initial["token"]
 
     _apply_grant(admin_client, [user], amount="5", reason="Goodwill", token=token)
     _apply_grant(admin_client, [user], amount="5", reason="Goodwill", token=token)
 
     assert _grants(user).count() == 1
-    assert _balance(user) == start + 5
+    assert balance(user) == start + 5
 
 
 @pytest.mark.parametrize("amount", ["0", "-5", "0.001", "lots"])
 def test_it_reshows_the_form_for_a_bad_amount_and_grants_nothing(admin_client, user, amount):
-    start = _balance(user)
+    start = balance(user)
 
     response = _apply_grant(admin_client, [user], amount=amount, reason="Goodwill", token="t-1")
 
@@ -149,7 +133,7 @@ def test_it_reshows_the_form_for_a_bad_amount_and_grants_nothing(admin_client, u
     assert "amount" in response.context["form"].errors
     assert 'class="errorlist' in response.content.decode()
     assert not _grants(user).exists()
-    assert _balance(user) == start
+    assert balance(user) == start
 
 
 def test_it_has_no_way_to_add_change_or_delete_ledger_rows(admin_client, user):
@@ -172,9 +156,8 @@ def test_it_has_no_way_to_add_change_or_delete_ledger_rows(admin_client, user):
 
 
 def test_it_sends_a_non_staff_user_to_the_admin_login(user, other_user):
-    client = Client()
-    client.force_login(user)
-    start = _balance(other_user)
+    client = logged_in(user)
+    start = balance(other_user)
 
     page = client.get(USERS_URL)
     grant = client.post(
@@ -193,7 +176,7 @@ def test_it_sends_a_non_staff_user_to_the_admin_login(user, other_user):
     assert page["Location"] == f"/admin/login/?next={USERS_URL}"
     assert grant.status_code == 302
     assert grant["Location"].startswith("/admin/login/")
-    assert _balance(other_user) == start
+    assert balance(other_user) == start
     assert not _grants(other_user).exists()
 
 
@@ -215,11 +198,11 @@ def test_it_grants_with_the_longest_reason_the_form_allows(admin_client, user):
     longest_username = User._meta.get_field("username").max_length
     operator = UserFactory(username="o" * longest_username, is_staff=True, is_superuser=True)
     admin_client.force_login(operator)
-    start = _balance(user)
+    start = balance(user)
     reason = "r" * longest_reason
 
     response = _apply_grant(admin_client, [user], amount="1", reason=reason, token="t-long")
 
     assert response.status_code == 302
     assert _grants(user).get().description == f"{reason} (granted by {operator.username})"
-    assert _balance(user) == start + 1
+    assert balance(user) == start + 1

@@ -44,14 +44,14 @@ def test_it_shows_the_signup_fields(client):
         assert f'name="{field}"' in html
 
 
-def test_it_signs_up_logs_in_and_shows_three_credits(client):
+def test_it_signs_up_logs_in_and_lands_on_the_dashboard_with_three_credits(client):
     response = client.post(
         "/accounts/signup/",
         {"email": "New.Person@Example.com", "username": "newperson", "password1": PASSWORD, "password2": PASSWORD},
     )
 
     assert response.status_code == 302
-    assert response["Location"] == "/credits/"
+    assert response["Location"] == "/dashboard/"
     user = User.objects.get(username="newperson")
     assert user.email == "new.person@example.com"
     assert user.credits == Decimal("3")
@@ -78,7 +78,7 @@ def test_it_logs_in_with_the_email(client, user):
     response = client.post("/accounts/login/", {"login": user.email, "password": PASSWORD})
 
     assert response.status_code == 302
-    assert response["Location"] == "/credits/"
+    assert response["Location"] == "/dashboard/"
     assert _logged_in_as(client) == user.pk
 
 
@@ -86,7 +86,7 @@ def test_it_logs_in_with_the_username(client, user):
     response = client.post("/accounts/login/", {"login": user.username, "password": PASSWORD})
 
     assert response.status_code == 302
-    assert response["Location"] == "/credits/"
+    assert response["Location"] == "/dashboard/"
     assert _logged_in_as(client) == user.pk
     assert _balance(client.get("/credits/").content.decode()) == "3"
 

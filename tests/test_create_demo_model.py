@@ -22,25 +22,18 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def demo_repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("models")
-    run_command(repo=str(repo))
-    return repo
-
-
-def test_writes_a_model_that_demucs_loads(demo_repo):
+def test_writes_a_model_that_demucs_loads(demo_model_repo):
     from demucs.htdemucs import HTDemucs
     from demucs.pretrained import get_model
     from demucs.states import load_model
 
-    assert sorted(path.name for path in demo_repo.iterdir()) == ["demo.th"]
-    model = load_model(demo_repo / "demo.th")  # exactly what demucs's LocalRepo does
+    assert sorted(path.name for path in demo_model_repo.iterdir()) == ["demo.th"]
+    model = load_model(demo_model_repo / "demo.th")  # exactly what demucs's LocalRepo does
     assert isinstance(model, HTDemucs)
     assert model.sources == ["drums", "bass", "other", "vocals"]
     assert model.samplerate == 44100
     assert model.audio_channels == 2
-    assert isinstance(get_model("demo", repo=demo_repo), HTDemucs)
+    assert isinstance(get_model("demo", repo=demo_model_repo), HTDemucs)
 
 
 def test_prints_where_it_wrote(tmp_path):
@@ -49,9 +42,9 @@ def test_prints_where_it_wrote(tmp_path):
     assert (tmp_path / "tiny.th").is_file()
 
 
-def test_the_file_is_deterministic(tmp_path, demo_repo):
+def test_the_file_is_deterministic(tmp_path, demo_model_repo):
     run_command(repo=str(tmp_path))
-    assert sha256(tmp_path / "demo.th") == sha256(demo_repo / "demo.th")
+    assert sha256(tmp_path / "demo.th") == sha256(demo_model_repo / "demo.th")
 
 
 def test_existing_model_is_kept_unless_forced(tmp_path):
@@ -93,13 +86,13 @@ def test_presets_table_has_demo():
         create_demo_model(Path("/nonexistent"), preset="no-such-preset")
 
 
-def test_demucs_cli_separates_with_it(demo_repo, tmp_path):
+def test_demucs_cli_separates_with_it(demo_model_repo, tmp_path):
     from demucs.separate import main
 
     song = tmp_path / "song.wav"
     rng = np.random.default_rng(0)
     soundfile.write(song, (rng.standard_normal((44100, 2)) * 0.1).astype(np.float32), 44100)
-    main(["--repo", str(demo_repo), "-n", "demo", "-o", str(tmp_path / "out"), str(song)])
+    main(["--repo", str(demo_model_repo), "-n", "demo", "-o", str(tmp_path / "out"), str(song)])
     stems = sorted(path.name for path in (tmp_path / "out" / "demo" / "song").iterdir())
     assert stems == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
     assert soundfile.info(tmp_path / "out" / "demo" / "song" / "vocals.wav").frames == 44100

@@ -4,18 +4,13 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.models import User
 from credits.models import CreditTransaction
 from credits.services import ledger_append
-from tests.conftest import bearer_client
+from tests.conftest import balance, bearer_client
 
 Kind = CreditTransaction.Kind
 
 pytestmark = pytest.mark.django_db
-
-
-def _balance(user) -> Decimal:
-    return User.objects.values_list("credits", flat=True).get(pk=user.pk)
 
 
 def test_it_returns_the_balance(user, user_client):
@@ -39,7 +34,7 @@ def test_it_lists_the_packages_without_authentication(api_client):
 
 
 def test_it_buys_a_package(user, user_client):
-    start = _balance(user)
+    start = balance(user)
 
     response = user_client.post("/api/credits/purchase", {"package": "standard"}, format="json")
 
@@ -55,12 +50,12 @@ def test_it_buys_a_package(user, user_client):
     assert "simulated" in transaction["description"].lower()
     row = CreditTransaction.objects.get(pk=transaction["id"])
     assert (row.user_id, row.kind, row.amount) == (user.pk, Kind.PURCHASE, Decimal("25"))
-    assert _balance(user) == start + 25
+    assert balance(user) == start + 25
 
 
 @pytest.mark.parametrize("payload", [{"package": "platinum"}, {"package": ""}, {}])
 def test_it_refuses_an_unknown_or_missing_package(user, user_client, payload):
-    start = _balance(user)
+    start = balance(user)
     rows = CreditTransaction.objects.count()
 
     response = user_client.post("/api/credits/purchase", payload, format="json")
@@ -70,7 +65,7 @@ def test_it_refuses_an_unknown_or_missing_package(user, user_client, payload):
     assert list(body["errors"]) == ["package"]
     assert body["detail"].startswith("package: ")
     assert CreditTransaction.objects.count() == rows
-    assert _balance(user) == start
+    assert balance(user) == start
 
 
 def test_it_names_the_packages_on_sale_when_the_package_is_unknown(user_client):
@@ -80,7 +75,7 @@ def test_it_names_the_packages_on_sale_when_the_package_is_unknown(user_client):
 
 
 def test_it_buys_once_for_the_same_idempotency_key(user, user_client):
-    start = _balance(user)
+    start = balance(user)
 
     first = user_client.post("/api/credits/purchase", {"package": "starter"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     second = user_client.post(
@@ -91,11 +86,11 @@ def test_it_buys_once_for_the_same_idempotency_key(user, user_client):
     assert second.json()["transaction"]["id"] == first.json()["transaction"]["id"]
     assert second.json()["credits"] == f"{start + 5:.2f}"
     assert CreditTransaction.objects.filter(user=user, kind=Kind.PURCHASE).count() == 1
-    assert _balance(user) == start + 5
+    assert balance(user) == start + 5
 
 
 def test_it_never_reports_a_package_other_than_the_one_credited_for_a_reused_key(user, user_client):
-    start = _balance(user)
+    start = balance(user)
     user_client.post("/api/credits/purchase", {"package": "starter"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
 
     response = user_client.post("/api/credits/purchase", {"package": "pro"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
@@ -107,11 +102,11 @@ def test_it_never_reports_a_package_other_than_the_one_credited_for_a_reused_key
     else:
         assert response.status_code in (409, 422)
     assert CreditTransaction.objects.filter(user=user, kind=Kind.PURCHASE).count() == 1
-    assert _balance(user) == start + 5
+    assert balance(user) == start + 5
 
 
 def test_it_buys_again_with_another_key_or_without_one(user, user_client):
-    start = _balance(user)
+    start = balance(user)
 
     responses = [
         user_client.post("/api/credits/purchase", {"package": "starter"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"),
@@ -122,11 +117,11 @@ def test_it_buys_again_with_another_key_or_without_one(user, user_client):
 
     assert [response.status_code for response in responses] == [201, 201, 201, 201]
     assert CreditTransaction.objects.filter(user=user, kind=Kind.PURCHASE).count() == 4
-    assert _balance(user) == start + 20
+    assert balance(user) == start + 20
 
 
 def test_it_keeps_idempotency_keys_apart_between_users(user, other_user, user_client):
-    other_start = _balance(other_user)
+    other_start = balance(other_user)
     user_client.post("/api/credits/purchase", {"package": "starter"}, format="json", HTTP_IDEMPOTENCY_KEY="same")
 
     response = bearer_client(other_user).post(
@@ -134,7 +129,7 @@ def test_it_keeps_idempotency_keys_apart_between_users(user, other_user, user_cl
     )
 
     assert response.status_code == 201
-    assert _balance(other_user) == other_start + 5
+    assert balance(other_user) == other_start + 5
 
 
 def test_it_pages_the_history_newest_first(user, user_client):
@@ -151,7 +146,7 @@ def test_it_pages_the_history_newest_first(user, user_client):
     assert first["next"].endswith("/api/credits/history?page=2")
     assert [row["id"] for row in first["results"]] == ids[:20]
     assert first["results"][0]["description"] == "Grant 23"
-    assert first["results"][0]["balance_after"] == f"{_balance(user):.2f}"
+    assert first["results"][0]["balance_after"] == f"{balance(user):.2f}"
     assert set(first["results"][0]) == {
         "id",
         "amount",

@@ -6,9 +6,9 @@ import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
 
-from accounts.models import User
 from credits.models import CreditTransaction
 from credits.services import ledger_append
+from tests.conftest import balance, logged_in
 
 Kind = CreditTransaction.Kind
 
@@ -17,13 +17,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def client(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _balance(user) -> Decimal:
-    return User.objects.values_list("credits", flat=True).get(pk=user.pk)
+    return logged_in(user)
 
 
 def _shown(amount: Decimal) -> str:
@@ -82,12 +76,12 @@ def test_it_sends_anonymous_visitors_to_log_in():
 
 
 def test_it_buys_a_pack_and_says_so(user, client):
-    start = _balance(user)
+    start = balance(user)
 
     response = client.post("/credits/buy/", {"pack": "standard", "token": _token(client)}, follow=True)
 
     assert response.redirect_chain == [("/credits/", 302)]
-    assert _balance(user) == start + 25
+    assert balance(user) == start + 25
     row = CreditTransaction.objects.get(user=user, kind=Kind.PURCHASE)
     assert row.amount == Decimal("25")
     assert "Simulated payment" in row.description
@@ -98,32 +92,32 @@ def test_it_buys_a_pack_and_says_so(user, client):
 
 
 def test_it_buys_once_when_the_same_page_is_submitted_twice(user, client):
-    start = _balance(user)
+    start = balance(user)
     token = _token(client)
 
     first = client.post("/credits/buy/", {"pack": "starter", "token": token}, follow=True)
     second = client.post("/credits/buy/", {"pack": "starter", "token": token}, follow=True)
 
     assert _purchases(user) == 1
-    assert _balance(user) == start + 5
+    assert balance(user) == start + 5
     assert len(list(first.context["messages"])) == 1
     assert list(second.context["messages"]) == []
     assert f'data-testid="credits-balance">{_shown(start + 5)}</strong>' in second.content.decode()
 
 
 def test_it_buys_again_from_a_freshly_loaded_page(user, client):
-    start = _balance(user)
+    start = balance(user)
 
     client.post("/credits/buy/", {"pack": "starter", "token": _token(client)})
     client.post("/credits/buy/", {"pack": "starter", "token": _token(client)})
 
     assert _purchases(user) == 2
-    assert _balance(user) == start + 10
+    assert balance(user) == start + 10
 
 
 @pytest.mark.parametrize("data", [{"pack": "platinum"}, {"pack": ""}, {}])
 def test_it_refuses_an_unknown_pack_and_changes_nothing(user, client, data):
-    start = _balance(user)
+    start = balance(user)
     rows = CreditTransaction.objects.count()
 
     response = client.post("/credits/buy/", {**data, "token": "t"})
@@ -134,7 +128,7 @@ def test_it_refuses_an_unknown_pack_and_changes_nothing(user, client, data):
     assert [message.level_tag for message in messages] == ["error"]
     assert "That pack does not exist" in str(messages[0])
     assert CreditTransaction.objects.count() == rows
-    assert _balance(user) == start
+    assert balance(user) == start
 
 
 def test_it_refuses_get_on_buy(user, client):
@@ -155,15 +149,14 @@ def test_it_refuses_a_purchase_from_an_anonymous_visitor():
 
 
 def test_it_enforces_csrf_on_buy(user):
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
-    start = _balance(user)
+    client = logged_in(user, enforce_csrf_checks=True)
+    start = balance(user)
 
     refused = client.post("/credits/buy/", {"pack": "starter", "token": "t1"})
 
     assert refused.status_code == 403
     assert _purchases(user) == 0
-    assert _balance(user) == start
+    assert balance(user) == start
 
     page = client.get("/credits/")
     csrf_token = page.context["csrf_token"]
@@ -171,4 +164,4 @@ def test_it_enforces_csrf_on_buy(user):
 
     assert accepted.status_code == 302
     assert _purchases(user) == 1
-    assert _balance(user) == start + 5
+    assert balance(user) == start + 5

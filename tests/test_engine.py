@@ -7,12 +7,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-import lameenc
 import numpy as np
 import pytest
 import soundfile
 import sphn
-from django.core.management import call_command
 
 from separation import engine
 from separation.engine import (
@@ -23,70 +21,18 @@ from separation.engine import (
     ModelUnavailable,
     SeparationAborted,
 )
+from tests.audio import make_song, png_bytes, tones, write_audio
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 MP3_FRAME = 1152
 
 
-# --- audio fixtures -------------------------------------------------------------------
-
-
-def tones(seconds: float, samplerate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:
-    """(frames, channels) float32: a different sine per channel plus a little noise."""
-    rng = np.random.default_rng(seed)
-    frames = int(round(seconds * samplerate))
-    t = np.arange(frames) / samplerate
-    columns = [
-        0.25 * np.sin(2 * np.pi * (220 * (index + 1)) * t) + 0.02 * rng.standard_normal(frames)
-        for index in range(channels)
-    ]
-    return np.stack(columns, axis=1).astype(np.float32)
-
-
-def write_audio(path: Path, data: np.ndarray, samplerate: int) -> Path:
-    if path.suffix == ".mp3":
-        encoder = lameenc.Encoder()
-        encoder.set_bit_rate(192)
-        encoder.set_in_sample_rate(samplerate)
-        encoder.set_channels(data.shape[1])
-        encoder.set_quality(7)
-        encoder.silence()
-        pcm = (np.clip(data, -1, 1) * 32767).astype("<i2")
-        path.write_bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
-    elif path.suffix == ".ogg":
-        soundfile.write(path, data, samplerate, format="OGG", subtype="VORBIS")
-    else:
-        soundfile.write(path, data, samplerate, subtype="PCM_16")
-    return path
-
-
-def make_song(folder: Path, name="song.wav", seconds=2.0, samplerate=44100, channels=2) -> Path:
-    return write_audio(folder / name, tones(seconds, samplerate, channels), samplerate)
-
-
 # --- model fixtures -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def demo_repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("demucs-models")
-    call_command("create_demo_model", repo=str(repo), stdout=open("/dev/null", "w"))
-    return repo
-
-
 @pytest.fixture
-def config(demo_repo) -> EngineConfig:
-    return EngineConfig(model_repo=demo_repo, device="cpu", shifts=1)
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No network and an empty HuggingFace cache."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+def config(demo_model_repo) -> EngineConfig:
+    return EngineConfig(model_repo=demo_model_repo, device="cpu", shifts=1)
 
 
 def separate(song: Path, out: Path, config: EngineConfig, **options) -> engine.SeparationResult:
@@ -96,12 +42,12 @@ def separate(song: Path, out: Path, config: EngineConfig, **options) -> engine.S
 # --- import weight --------------------------------------------------------------------
 
 
-def test_web_side_calls_never_import_torch(demo_repo, tmp_path):
+def test_web_side_calls_never_import_torch(demo_model_repo, tmp_path):
     song = make_song(tmp_path)
     code = (
         "import sys; from pathlib import Path; from separation import engine; "
         f"engine.probe_audio(Path({str(song)!r})); "
-        f"assert engine.model_is_installed('demo', Path({str(demo_repo)!r})); "
+        f"assert engine.model_is_installed('demo', Path({str(demo_model_repo)!r})); "
         "heavy = [m for m in ('torch', 'demucs', 'julius', 'lameenc', 'soundfile', 'PIL', 'django') "
         "if m in sys.modules]; assert not heavy, heavy"
     )
@@ -132,16 +78,6 @@ def test_probe_reads_duration_rate_and_channels(tmp_path, name, samplerate, chan
     assert info.duration_seconds == pytest.approx(3.0, abs=tolerance)
 
 
-def png_bytes() -> bytes:
-    from io import BytesIO
-
-    from PIL import Image
-
-    buffer = BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     "content",
     [
@@ -166,15 +102,15 @@ def test_probe_rejects_what_is_not_audio(tmp_path, content):
 # --- models ---------------------------------------------------------------------------
 
 
-def test_model_is_installed_in_the_repo(demo_repo, tmp_path, offline):
-    assert engine.model_is_installed("demo", demo_repo)
-    assert not engine.model_is_installed("htdemucs", demo_repo)
+def test_model_is_installed_in_the_repo(demo_model_repo, tmp_path, offline):
+    assert engine.model_is_installed("demo", demo_model_repo)
+    assert not engine.model_is_installed("htdemucs", demo_model_repo)
     assert not engine.model_is_installed("demo", None)
     assert not engine.model_is_installed("demo", tmp_path / "no-such-folder")
 
     repo = tmp_path / "repo"
     repo.mkdir()
-    shutil.copy(demo_repo / "demo.th", repo / "single-0123abcd.th")  # NAME-<checksum>.th
+    shutil.copy(demo_model_repo / "demo.th", repo / "single-0123abcd.th")  # NAME-<checksum>.th
     (repo / "bag.yaml").write_text("models: ['single', 'single']\n")
     (repo / "broken_bag.yaml").write_text("models: ['single', 'missing']\nsegment: 4\n")
     assert engine.model_is_installed("single", repo)
@@ -218,10 +154,10 @@ def test_corrupt_weights_are_unavailable(tmp_path, offline):
         engine.load_model("broken", EngineConfig(model_repo=tmp_path, device="cpu"))
 
 
-def test_model_is_loaded_once_for_many_jobs(demo_repo, tmp_path):
+def test_model_is_loaded_once_for_many_jobs(demo_model_repo, tmp_path):
     repo = tmp_path / "own-repo"  # a cache key no other test has loaded
     repo.mkdir()
-    shutil.copy(demo_repo / "demo.th", repo / "demo.th")
+    shutil.copy(demo_model_repo / "demo.th", repo / "demo.th")
     config = EngineConfig(model_repo=repo, device="cpu", shifts=0)
     song = make_song(tmp_path, seconds=1.0)
     before = engine.model_loads
@@ -304,8 +240,8 @@ def test_output_matches_the_input_rate_length_and_channels(tmp_path, config, sam
         assert (info.samplerate, info.channels, info.frames) == (samplerate, out_channels, frames)
 
 
-def test_two_stems(tmp_path, demo_repo):
-    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=0)  # deterministic
+def test_two_stems(tmp_path, demo_model_repo):
+    config = EngineConfig(model_repo=demo_model_repo, device="cpu", shifts=0)  # deterministic
     song = make_song(tmp_path)
     full = separate(song, tmp_path / "full", config)
     pair = separate(song, tmp_path / "pair", config, two_stems="vocals")
@@ -401,13 +337,13 @@ def test_unknown_format_is_refused(tmp_path, config):
         separate(make_song(tmp_path), tmp_path / "out", config, output_format="aac")
 
 
-def test_equals_demucs_separator(tmp_path, demo_repo):
+def test_equals_demucs_separator(tmp_path, demo_model_repo):
     """The engine's model call is Separator.separate_tensor, and the files hold its result."""
     from demucs.api import Separator
 
     song = make_song(tmp_path, seconds=5.0)
-    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=0)
-    separator = Separator(model="demo", repo=demo_repo, device="cpu", shifts=0)
+    config = EngineConfig(model_repo=demo_model_repo, device="cpu", shifts=0)
+    separator = Separator(model="demo", repo=demo_model_repo, device="cpu", shifts=0)
     wav = separator._load_audio(song)  # sphn + convert_audio, as the demucs CLI reads it
     _, expected = separator.separate_tensor(wav, separator.samplerate)
 
@@ -426,8 +362,8 @@ def test_equals_demucs_separator(tmp_path, demo_repo):
         np.testing.assert_allclose(written, reference, atol=1.5 / 32767)
 
 
-def test_longer_segment_than_the_model_allows_is_capped(tmp_path, demo_repo):
-    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=0, segment=30.0)
+def test_longer_segment_than_the_model_allows_is_capped(tmp_path, demo_model_repo):
+    config = EngineConfig(model_repo=demo_model_repo, device="cpu", shifts=0, segment=30.0)
     result = separate(make_song(tmp_path, seconds=5.0), tmp_path / "out", config)
     assert soundfile.info(result.stems["vocals"]).frames == 5 * 44100
 
@@ -435,8 +371,8 @@ def test_longer_segment_than_the_model_allows_is_capped(tmp_path, demo_repo):
 # --- progress and abort ---------------------------------------------------------------
 
 
-def test_progress_is_monotonic_and_ends_at_one(tmp_path, demo_repo):
-    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=2)
+def test_progress_is_monotonic_and_ends_at_one(tmp_path, demo_model_repo):
+    config = EngineConfig(model_repo=demo_model_repo, device="cpu", shifts=2)
     fractions = []
     separate(make_song(tmp_path, seconds=10.0), tmp_path / "out", config, progress=fractions.append)
     assert fractions[0] == 0.0
@@ -447,10 +383,10 @@ def test_progress_is_monotonic_and_ends_at_one(tmp_path, demo_repo):
     assert any(0.4 < fraction < 0.5 for fraction in fractions)
 
 
-def test_progress_rises_across_a_bag_of_models(tmp_path, demo_repo):
+def test_progress_rises_across_a_bag_of_models(tmp_path, demo_model_repo):
     repo = tmp_path / "repo"
     repo.mkdir()
-    shutil.copy(demo_repo / "demo.th", repo / "demo.th")
+    shutil.copy(demo_model_repo / "demo.th", repo / "demo.th")
     (repo / "pair.yaml").write_text("models: ['demo', 'demo']\nweights: [[1, 1, 1, 1], [1, 1, 1, 1]]\n")
     config = EngineConfig(model_repo=repo, device="cpu", shifts=1)
     assert engine.model_is_installed("pair", repo)
@@ -469,8 +405,8 @@ def test_progress_rises_across_a_bag_of_models(tmp_path, demo_repo):
 
 
 @pytest.mark.parametrize("abort_at", [0.3, 0.95])  # during the model, while writing files
-def test_abort_from_progress_stops_and_leaves_nothing(tmp_path, demo_repo, abort_at):
-    config = EngineConfig(model_repo=demo_repo, device="cpu", shifts=1)
+def test_abort_from_progress_stops_and_leaves_nothing(tmp_path, demo_model_repo, abort_at):
+    config = EngineConfig(model_repo=demo_model_repo, device="cpu", shifts=1)
     calls_after_abort = []
     aborted = False
 
@@ -488,3 +424,15 @@ def test_abort_from_progress_stops_and_leaves_nothing(tmp_path, demo_repo, abort
     assert aborted
     assert calls_after_abort == []
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_waveform_is_scaled_to_the_stem_peak(tmp_path):
+    import torch
+    from PIL import Image
+
+    quiet = torch.from_numpy(tones(1.0, 44100, 2).T.copy()) * 0.2  # peaks near 0.06
+    path = tmp_path / "quiet.png"
+    engine._write_waveform(quiet, path)
+    with Image.open(path) as image:
+        drawn_rows = np.flatnonzero((np.asarray(image)[..., 3] > 0).any(axis=1))
+    assert drawn_rows.max() - drawn_rows.min() > 100  # close to the full 120 px height

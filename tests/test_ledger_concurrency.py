@@ -1,10 +1,9 @@
 """Real concurrency on the database: many threads, each on its own connection, change one balance at once."""
 
-import threading
 from decimal import Decimal
+from functools import partial
 
 import pytest
-from django.db import connection
 from django.db.models import Min, Sum
 
 from accounts.models import User
@@ -12,6 +11,7 @@ from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
 from credits.services import InsufficientCredits, ledger_append
 from tests.factories import UserFactory
+from tests.threads import run_together
 
 Kind = CreditTransaction.Kind
 
@@ -22,25 +22,7 @@ THREADS = 16
 
 def _run_together(worker, count=THREADS):
     """Run worker(index) in count threads released by one barrier; return each one's result or exception."""
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(index):
-        try:
-            barrier.wait(timeout=30)
-            results[index] = worker(index)
-        except BaseException as error:  # noqa: BLE001 - handed back to the test
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    return results
+    return run_together(*(partial(worker, index) for index in range(count)))
 
 
 def _assert_ledger_consistent(user):

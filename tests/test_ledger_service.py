@@ -9,14 +9,11 @@ from accounts.models import User
 from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
 from credits.services import InsufficientCredits, ledger_append
+from tests.conftest import balance
 
 Kind = CreditTransaction.Kind
 
 pytestmark = pytest.mark.django_db
-
-
-def _balance(user) -> Decimal:
-    return User.objects.values_list("credits", flat=True).get(pk=user.pk)
 
 
 def _rows(user) -> int:
@@ -24,7 +21,7 @@ def _rows(user) -> int:
 
 
 def test_it_credits_and_writes_balance_after_and_the_cached_balance(user):
-    start = _balance(user)
+    start = balance(user)
 
     posting = ledger_append(
         user_id=user.pk, amount=Decimal("5.50"), kind=Kind.ADMIN_GRANT, description="Gift", reference="grant-1"
@@ -38,12 +35,12 @@ def test_it_credits_and_writes_balance_after_and_the_cached_balance(user):
     assert row.kind == Kind.ADMIN_GRANT
     assert row.description == "Gift"
     assert row.reference == "grant-1"
-    assert _balance(user) == start + Decimal("5.50")
+    assert balance(user) == start + Decimal("5.50")
     assert ledger_violations() == []
 
 
 def test_it_debits_and_writes_balance_after_and_the_cached_balance(user):
-    start = _balance(user)
+    start = balance(user)
     ledger_append(user_id=user.pk, amount=Decimal("10"), kind=Kind.ADMIN_GRANT, description="Top up")
 
     posting = ledger_append(
@@ -53,12 +50,12 @@ def test_it_debits_and_writes_balance_after_and_the_cached_balance(user):
     assert posting.created is True
     assert posting.transaction.amount == Decimal("-4.25")
     assert posting.transaction.balance_after == start + Decimal("10") - Decimal("4.25")
-    assert _balance(user) == start + Decimal("5.75")
+    assert balance(user) == start + Decimal("5.75")
     assert ledger_violations() == []
 
 
 def test_it_allows_a_debit_of_exactly_the_whole_balance(user):
-    start = _balance(user)
+    start = balance(user)
     assert start > 0
 
     posting = ledger_append(
@@ -66,11 +63,11 @@ def test_it_allows_a_debit_of_exactly_the_whole_balance(user):
     )
 
     assert posting.transaction.balance_after == Decimal("0")
-    assert _balance(user) == Decimal("0")
+    assert balance(user) == Decimal("0")
 
 
 def test_it_refuses_a_debit_beyond_the_balance_and_changes_nothing(user):
-    start = _balance(user)
+    start = balance(user)
     rows = _rows(user)
 
     with pytest.raises(InsufficientCredits) as raised:
@@ -80,13 +77,13 @@ def test_it_refuses_a_debit_beyond_the_balance_and_changes_nothing(user):
 
     assert raised.value.balance == start
     assert raised.value.required == start + Decimal("0.01")
-    assert _balance(user) == start
+    assert balance(user) == start
     assert _rows(user) == rows
     assert not CreditTransaction.objects.filter(kind=Kind.JOB_CHARGE, reference="j").exists()
 
 
 def test_it_posts_the_same_kind_and_reference_once(user):
-    start = _balance(user)
+    start = balance(user)
     first = ledger_append(
         user_id=user.pk, amount=Decimal("7"), kind=Kind.PURCHASE, description="Buy", reference="pay-1"
     )
@@ -100,12 +97,12 @@ def test_it_posts_the_same_kind_and_reference_once(user):
     assert second.created is False
     assert second.transaction.pk == first.transaction.pk
     assert _rows(user) == rows
-    assert _balance(user) == start + Decimal("7")
+    assert balance(user) == start + Decimal("7")
     assert CreditTransaction.objects.filter(kind=Kind.PURCHASE, reference="pay-1").count() == 1
 
 
 def test_it_posts_the_same_reference_under_another_kind(user):
-    start = _balance(user)
+    start = balance(user)
     ledger_append(user_id=user.pk, amount=Decimal("-1"), kind=Kind.JOB_CHARGE, description="Job", reference="job-9")
 
     refund = ledger_append(
@@ -113,12 +110,12 @@ def test_it_posts_the_same_reference_under_another_kind(user):
     )
 
     assert refund.created is True
-    assert _balance(user) == start
+    assert balance(user) == start
 
 
 def test_it_refuses_a_reference_already_posted_for_another_user(user, other_user):
     ledger_append(user_id=user.pk, amount=Decimal("2"), kind=Kind.PURCHASE, description="Buy", reference="pay-x")
-    other_start = _balance(other_user)
+    other_start = balance(other_user)
     other_rows = _rows(other_user)
 
     with pytest.raises(ValueError):
@@ -126,7 +123,7 @@ def test_it_refuses_a_reference_already_posted_for_another_user(user, other_user
             user_id=other_user.pk, amount=Decimal("2"), kind=Kind.PURCHASE, description="Buy", reference="pay-x"
         )
 
-    assert _balance(other_user) == other_start
+    assert balance(other_user) == other_start
     assert _rows(other_user) == other_rows
 
 
@@ -134,13 +131,13 @@ def test_it_refuses_a_reference_already_posted_for_another_user(user, other_user
     "amount", [Decimal("0"), Decimal("0.00"), 0, Decimal("0.001"), Decimal("1.005"), Decimal("-2.999")]
 )
 def test_it_refuses_zero_and_sub_cent_amounts(user, amount):
-    start = _balance(user)
+    start = balance(user)
     rows = CreditTransaction.objects.count()
 
     with pytest.raises(ValueError):
         ledger_append(user_id=user.pk, amount=amount, kind=Kind.ADMIN_GRANT, description="Bad", reference="bad")
 
-    assert _balance(user) == start
+    assert balance(user) == start
     assert CreditTransaction.objects.count() == rows
 
 
@@ -192,9 +189,9 @@ def test_it_refuses_raw_sql_update_and_delete_on_postgres(user, sql):
 
 
 def test_it_rejects_a_negative_cached_balance_in_the_database(user):
-    start = _balance(user)
+    start = balance(user)
 
     with pytest.raises(IntegrityError), transaction.atomic():
         User.objects.filter(pk=user.pk).update(credits=Decimal("-0.01"))
 
-    assert _balance(user) == start
+    assert balance(user) == start

@@ -1,0 +1,79 @@
+"""Test audio, shared by the test files (plain functions; the demo model and the settings
+around it are fixtures in conftest.py).
+
+Audio is written for real: numpy samples, soundfile for wav/flac/ogg, lameenc for mp3.
+Keep mp3s at least a second long: sphn cannot open an mp3 of only a few frames.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import lameenc
+import numpy as np
+import soundfile
+
+FORMATS = ("wav", "flac", "ogg", "mp3")
+
+
+def tones(seconds: float, samplerate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:
+    """(frames, channels) float32: a different sine per channel plus a little noise."""
+    rng = np.random.default_rng(seed)
+    frames = int(round(seconds * samplerate))
+    t = np.arange(frames) / samplerate
+    columns = [
+        0.25 * np.sin(2 * np.pi * (220 * (index + 1)) * t) + 0.02 * rng.standard_normal(frames)
+        for index in range(channels)
+    ]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def encode(data: np.ndarray, samplerate: int, fmt: str = "wav") -> bytes:
+    """(frames, channels) float samples as the bytes of a `fmt` file (wav and flac 16-bit)."""
+    if fmt == "mp3":
+        encoder = lameenc.Encoder()
+        encoder.set_bit_rate(192)
+        encoder.set_in_sample_rate(samplerate)
+        encoder.set_channels(data.shape[1])
+        encoder.set_quality(7)
+        encoder.silence()
+        pcm = (np.clip(data, -1, 1) * 32767).astype("<i2")
+        return encoder.encode(pcm.tobytes()) + encoder.flush()
+    buffer = io.BytesIO()
+    if fmt == "ogg":
+        soundfile.write(buffer, data, samplerate, format="OGG", subtype="VORBIS")
+    elif fmt in ("wav", "flac"):
+        soundfile.write(buffer, data, samplerate, format=fmt.upper(), subtype="PCM_16")
+    else:
+        raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return buffer.getvalue()
+
+
+def write_audio(path: Path, data: np.ndarray, samplerate: int) -> Path:
+    """Write samples in the format the suffix names (anything else: wav)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    path.write_bytes(encode(data, samplerate, fmt if fmt in FORMATS else "wav"))
+    return path
+
+
+def tone_bytes(seconds: float = 2.0, samplerate: int = 44100, channels: int = 2, fmt: str = "wav") -> bytes:
+    return encode(tones(seconds, samplerate, channels), samplerate, fmt)
+
+
+def make_song(folder: Path, name="song.wav", seconds=2.0, samplerate=44100, channels=2) -> Path:
+    return write_audio(Path(folder) / name, tones(seconds, samplerate, channels), samplerate)
+
+
+def png_bytes(size=(8, 8)) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def files_under(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []

@@ -1,0 +1,197 @@
+"""The Job admin: a read-only list with filters and search, a refund action through the ledger
+(once per job) and a requeue action for failed jobs (a free retry); no adding or deleting."""
+
+from pathlib import Path
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.utils import timezone
+
+from credits.models import CreditTransaction
+from credits.selectors import ledger_violations
+from separation.models import Job
+from separation.services import job_claim, job_complete, job_fail
+from tests.conftest import balance
+from tests.factories import UserFactory
+from tests.jobs import make_job, queued, refunds
+
+Kind = CreditTransaction.Kind
+Status = Job.Status
+JOBS_URL = "/admin/separation/job/"
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+
+
+def failed_job(user, name="song.wav", error="The separation failed unexpectedly.") -> Job:
+    job = make_job(user, name)
+    job_claim(job_id=job.pk)
+    job_fail(job_id=job.pk, error=error)
+    job.refresh_from_db()
+    return job
+
+
+def run_action(client, action, *jobs):
+    """Post an admin action and follow its redirect, so its messages are shown (and consumed)."""
+    return client.post(JOBS_URL, {"action": action, ACTION_CHECKBOX_NAME: [str(job.pk) for job in jobs]}, follow=True)
+
+
+def messages_of(response) -> list[str]:
+    assert response.redirect_chain == [(JOBS_URL, 302)]
+    return [str(message) for message in response.context["messages"]]
+
+
+# --- the list -------------------------------------------------------------------------
+
+
+def test_it_lists_filters_and_searches_jobs(admin_client):
+    alice = UserFactory(username="alice")
+    bob = UserFactory(username="bob")
+    done = make_job(alice, "Sunny Day.wav", output_format="flac")
+    job_claim(job_id=done.pk)
+    job_complete(job_id=done.pk, stems=[], zip_file="")
+    broken = failed_job(bob, "Rainy Night.wav", error="The file could not be decoded as audio.")
+    waiting = make_job(bob, "Cloudy.wav")
+
+    def listed(**params):
+        response = admin_client.get(JOBS_URL, params)
+        assert response.status_code == 200
+        return {job.pk for job in response.context["cl"].result_list}
+
+    assert listed() == {done.pk, broken.pk, waiting.pk}
+    assert listed(status__exact=Status.FAILED) == {broken.pk}
+    assert listed(status__exact=Status.PENDING) == {waiting.pk}
+    assert listed(output_format__exact="flac") == {done.pk}
+    assert listed(model__exact="demo") == {done.pk, broken.pk, waiting.pk}
+    assert listed(created_at__year=timezone.now().year) == {done.pk, broken.pk, waiting.pk}
+    assert listed(q="sunny") == {done.pk}
+    assert listed(q="bob") == {broken.pk, waiting.pk}
+    assert listed(q=alice.email) == {done.pk}
+    assert listed(q="decoded") == {broken.pk}
+    assert listed(q=str(waiting.pk)) == {waiting.pk}
+    assert listed(q="bob", status__exact=Status.FAILED) == {broken.pk}
+    html = admin_client.get(JOBS_URL).content.decode()
+    assert "Rainy Night.wav" in html and "Cloudy.wav" in html
+
+
+def test_it_shows_a_job_read_only(admin_client):
+    job = failed_job(UserFactory())
+
+    response = admin_client.get(f"{JOBS_URL}{job.pk}/change/")
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.fields == {}  # every field is read-only
+    admin_client.post(f"{JOBS_URL}{job.pk}/change/", {"status": Status.COMPLETED, "cost": "0.01"})
+    assert Job.objects.get(pk=job.pk).status == Status.FAILED
+
+
+def test_it_cannot_add_or_delete_jobs(admin_client):
+    job = make_job(UserFactory())
+
+    assert admin_client.get(f"{JOBS_URL}add/").status_code == 403
+    assert admin_client.get(f"{JOBS_URL}{job.pk}/delete/").status_code == 403
+    assert admin_client.post(f"{JOBS_URL}{job.pk}/delete/", {"post": "yes"}).status_code == 403
+    actions = admin_client.get(JOBS_URL).context["action_form"].fields["action"].choices
+    assert [name for name, _ in actions if name] == ["refund", "requeue"]
+    response = admin_client.post(JOBS_URL, {"action": "delete_selected", ACTION_CHECKBOX_NAME: [str(job.pk)]})
+    assert response.status_code == 302  # "No action selected": it is no action here
+    assert Job.objects.filter(pk=job.pk).exists()
+
+
+# --- refund ---------------------------------------------------------------------------
+
+
+def test_it_refunds_a_job_through_the_ledger_once(admin_client, admin_user):
+    user = UserFactory()
+    start = balance(user)
+    job = make_job(user, "Paid Song.wav")
+    assert balance(user) == start - job.cost
+
+    first = run_action(admin_client, "refund", job)
+
+    assert first.status_code == 200
+    assert messages_of(first) == ["Refunded 1 job(s); 0 had been refunded already."]
+    refund = refunds(job).get()
+    assert refund.kind == Kind.ADMIN_REFUND
+    assert refund.amount == job.cost
+    assert "Paid Song.wav" in refund.description and "(by boss)" in refund.description
+    assert balance(user) == start
+
+    second = run_action(admin_client, "refund", job)
+
+    assert messages_of(second) == ["Refunded 0 job(s); 1 had been refunded already."]
+    assert refunds(job).count() == 1
+    assert balance(user) == start
+    assert ledger_violations() == []
+
+
+def test_it_does_not_refund_again_a_job_that_failed_with_its_automatic_refund(admin_client):
+    user = UserFactory()
+    other = UserFactory()
+    start = balance(user)
+    broken = failed_job(user)
+    charged = make_job(other)
+
+    response = run_action(admin_client, "refund", broken, charged)
+
+    assert messages_of(response) == ["Refunded 1 job(s); 1 had been refunded already."]
+    assert list(refunds(broken).values_list("kind", flat=True)) == [Kind.JOB_REFUND]
+    assert list(refunds(charged).values_list("kind", flat=True)) == [Kind.ADMIN_REFUND]
+    assert balance(user) == start
+    assert ledger_violations() == []
+
+
+# --- requeue --------------------------------------------------------------------------
+
+
+def test_it_requeues_a_failed_job_as_a_free_retry(admin_client, django_capture_on_commit_callbacks):
+    user = UserFactory()
+    start = balance(user)
+    job = failed_job(user)
+    assert (job.status, job.attempts, refunds(job).count()) == (Status.FAILED, 1, 1)
+    assert balance(user) == start
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = run_action(admin_client, "requeue", job)
+
+    assert messages_of(response) == ["Requeued 1 job(s); 0 were not failed or have no stored input."]
+    job.refresh_from_db()
+    assert job.status == Status.PENDING
+    assert (job.attempts, job.progress, job.error) == (0, 0, "")
+    assert job.started_at is None and job.finished_at is None
+    assert queued(job) == 1
+    assert job.enqueued_at is not None
+    assert balance(user) == start  # no new charge: the retry is free
+
+    assert job_claim(job_id=job.pk).attempts == 1
+    assert job_fail(job_id=job.pk, error="Failed again.") is not None
+
+    job.refresh_from_db()
+    assert (job.status, job.error) == (Status.FAILED, "Failed again.")
+    assert refunds(job).count() == 1  # the first refund stands; nothing more
+    assert balance(user) == start
+    assert ledger_violations() == []
+
+
+def test_it_does_not_requeue_a_completed_job_or_one_without_its_input(
+    admin_client, settings, django_capture_on_commit_callbacks
+):
+    user = UserFactory()
+    done = make_job(user)
+    job_claim(job_id=done.pk)
+    job_complete(job_id=done.pk, stems=[], zip_file="")
+    gone = failed_job(user)
+    (Path(settings.MEDIA_ROOT) / gone.input_file).unlink()
+    pending = make_job(user)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = run_action(admin_client, "requeue", done, gone, pending)
+
+    assert messages_of(response) == ["Requeued 0 job(s); 3 were not failed or have no stored input."]
+    assert callbacks == []
+    assert [Job.objects.get(pk=job.pk).status for job in (done, gone, pending)] == [
+        Status.COMPLETED,
+        Status.FAILED,
+        Status.PENDING,
+    ]
+    assert Job.objects.get(pk=done.pk).attempts == 1
+    assert sum(queued(job) for job in (done, gone, pending)) == 0
