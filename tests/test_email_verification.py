@@ -3,11 +3,8 @@ gate while EMAIL_VERIFICATION=mandatory (403 email_not_verified in the API, a ba
 resend button and a refused upload on the pages). Ends with one run through a real SMTP server."""
 
 import io
-import math
 import re
 import socket
-import struct
-import wave
 from decimal import Decimal
 from email import message_from_bytes, policy
 
@@ -20,9 +17,10 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from separation.models import Job
+from tests.audio import tone_bytes
 from tests.factories import PASSWORD, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 LINK = re.compile(r"https?://[^\s\"<>]+/accounts/confirm-email/[^\s\"<>]+/")
 BANNER = 'data-testid="verify-banner"'
@@ -31,35 +29,10 @@ BANNER = 'data-testid="verify-banner"'
 # --- helpers ----------------------------------------------------------------------------
 
 
-def wav_bytes(seconds: float = 2.0, samplerate: int = 44100) -> bytes:
-    frames = b"".join(
-        struct.pack("<hh", int(8000 * math.sin(2 * math.pi * 220 * n / samplerate)), 0)
-        for n in range(int(seconds * samplerate))
-    )
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(samplerate)
-        out.writeframes(frames)
-    return buffer.getvalue()
-
-
 def song(name="song.wav"):
-    file = io.BytesIO(wav_bytes())
+    file = io.BytesIO(tone_bytes())
     file.name = name
     return file
-
-
-@pytest.fixture(autouse=True)
-def _media_and_a_model(settings, tmp_path):
-    """Uploads only need the demo model to be on disk (the worker, which loads it, never runs here)."""
-    repo = tmp_path / "models"
-    repo.mkdir()
-    (repo / "demo.th").write_bytes(b"")
-    settings.DEMUCS_MODEL_REPO = repo
-    settings.DEFAULT_MODEL = "demo"
-    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 @pytest.fixture
