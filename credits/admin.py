@@ -3,8 +3,21 @@ from django.contrib import admin
 from credits.models import CreditTransaction, Payment, PaymentReversal
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written only by services: the admin shows them and changes nothing."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(CreditTransaction)
-class CreditTransactionAdmin(admin.ModelAdmin):
+class CreditTransactionAdmin(ReadOnlyAdmin):
     """Read-only: the ledger changes only through credits.services."""
 
     list_display = ("created_at", "user", "kind", "amount", "balance_after", "description", "reference")
@@ -12,26 +25,6 @@ class CreditTransactionAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "user__email", "reference", "description")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ShortfallFilter(admin.SimpleListFilter):

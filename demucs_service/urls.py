@@ -20,6 +20,7 @@ api_patterns = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts_urls.urlpatterns)),
     path("accounts/", include("allauth.urls")),

@@ -1,4 +1,7 @@
+import logging
+
 from django.conf import settings
+from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.defaults import page_not_found, server_error
@@ -10,6 +13,8 @@ from rest_framework.response import Response
 
 from credits.packs import packs_list
 
+logger = logging.getLogger(__name__)
+
 
 def home(request):
     return render(request, "home.html", {"packs": packs_list(), "signup_bonus": settings.SIGNUP_BONUS_CREDITS})
@@ -18,6 +23,55 @@ def home(request):
 def healthz(request):
     """The process is up and serving; /readyz checks its dependencies."""
     return JsonResponse({"status": "ok"})
+
+
+def _database_ready() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ok"
+
+
+def _queue_ready() -> str:
+    """django-q2's broker answers: Redis pings; the ORM broker reads its queue table."""
+    from django_q.brokers import get_broker
+
+    broker = get_broker()
+    pool = getattr(broker.connection, "connection_pool", None)
+    if pool is not None:  # Redis: a fresh client each call; fail fast rather than hang the probe
+        pool.connection_kwargs.update(socket_connect_timeout=3, socket_timeout=3)
+    try:
+        # Redis: ping the client itself; the broker's ping() logs an error (a Sentry event) per probe.
+        if (broker.connection.ping() if pool is not None else broker.ping()) is False:
+            return "unreachable"
+        broker.queue_size()
+    finally:
+        if pool is not None:
+            pool.disconnect()
+    return "ok"
+
+
+def _models_ready() -> str:
+    """At least one configured model's weights are on disk (checked without loading torch)."""
+    from separation.catalog import models_list
+
+    return "ok" if any(model.installed for model in models_list()) else "no model installed"
+
+
+def readyz(request):
+    """Ready for traffic: 200 when the database, the queue and a model are there, else 503 naming
+    what fails. No auth; details of a failure go to the log, not the answer."""
+    checks = {}
+    for name, check in (("database", _database_ready), ("queue", _queue_ready), ("models", _models_ready)):
+        try:
+            checks[name] = check()
+        except Exception:
+            logger.warning("Readiness check %r failed", name, exc_info=True)
+            checks[name] = "unreachable"
+    failing = [name for name, result in checks.items() if result != "ok"]
+    if failing:
+        logger.warning("Not ready: %s", ", ".join(f"{name} {checks[name]}" for name in failing))
+        return JsonResponse({"status": "unavailable", "failing": failing, "checks": checks}, status=503)
+    return JsonResponse({"status": "ok", "checks": checks})
 
 
 @extend_schema(

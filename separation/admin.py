@@ -1,5 +1,9 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path
 
+from demucs_service.statistics import statistics_collect
 from separation.models import Job
 from separation.services import job_refund_by_admin, job_requeue
 
@@ -16,6 +20,35 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def get_urls(self):
+        # /admin/separation/job/statistics/, before the catch-all <object_id>/ routes; admin_view
+        # sends anyone who is not active staff to the admin login.
+        statistics = path(
+            "statistics/",
+            self.admin_site.admin_view(self.statistics_view),
+            name="separation_job_statistics",
+        )
+        return [statistics, *super().get_urls()]
+
+    def statistics_view(self, request):
+        """Sign-ups, jobs, failure rate, credits, revenue and queue, with a chart."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        stats = statistics_collect()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Statistics",
+            "subtitle": f"Last {len(stats.days)} days, and all time",
+            "stats": stats,
+            "chart_data": stats.chart_data(),
+            "status_rows": [
+                (label, stats.jobs_by_status[key], sum(stats.jobs_per_day_by_status[key]))
+                for key, label in Job.Status.choices
+            ],
+        }
+        return TemplateResponse(request, "admin/statistics.html", context)
 
     def has_delete_permission(self, request, obj=None):
         return False  # the job stays beside its ledger rows; its files go by retention or the owner

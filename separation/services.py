@@ -113,7 +113,7 @@ def _job_enqueue_or_fail(job_id) -> None:
     try:
         job_enqueue(job_id=job_id)
     except Exception as error:
-        logger.exception("Could not queue job %s", job_id)
+        logger.exception("Could not queue job %s", job_id, extra={"job_id": job_id})
         job_fail(job_id=job_id, error="The service could not start your separation. Your credits were refunded.")
         raise QueueUnavailable("The job queue is unavailable; please try again in a moment.") from error
 
@@ -241,7 +241,7 @@ def job_run(*, job_id) -> None:
         job_fail(job_id=job.pk, error=f"{error} Your credits were refunded.")
         return
     except Exception:
-        logger.exception("Separation of job %s failed", job.pk)
+        logger.exception("Separation of job %s failed", job.pk, extra={"job_id": job.pk})
         shutil.rmtree(output_dir, ignore_errors=True)
         job_fail(job_id=job.pk, error=WORKER_FAILURE)
         return

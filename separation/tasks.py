@@ -1,10 +1,12 @@
 """django-q2 entry points: thin, taking ids and calling services."""
 
+from demucs_service.log_context import job_context
 from separation import services
 
 
 def separate_job(job_id: str) -> None:
-    services.job_run(job_id=job_id)
+    with job_context(job_id):  # every log line of the run names the job
+        services.job_run(job_id=job_id)
 
 
 def reap_jobs() -> dict[str, int]:

@@ -37,6 +37,18 @@ SAMPLERATE = 44100
 _CLEARED_ENV = ("JOB_STALE_SECONDS", "JOB_MAX_ATTEMPTS", "JOB_REQUEUE_SECONDS", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
 
 
+# Debian's Chromium, without the background calls this offline machine would refuse.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 # --- audio ------------------------------------------------------------------------------
 
 

@@ -11,15 +11,6 @@ from playwright.sync_api import sync_playwright
 
 from tests import e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 STEMS = {"drums", "bass", "other", "vocals"}
 # The demo model separates about 10 s of audio per second of CPU on an idle 2-core machine:
 # a 20 s clip is done within one or two of the page's 1 s polls, too fast to see the bar move.
@@ -43,16 +34,13 @@ IMAGE_WIDTH_JS = """(img) => img.complete ? img.naturalWidth : new Promise((reso
   img.addEventListener('error', () => resolve(0), {once: true});
 })"""
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def browser_page():
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(e2e.CHROMIUM), args=e2e.CHROMIUM_ARGS)
         try:
             context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
             page = context.new_page()

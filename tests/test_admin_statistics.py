@@ -1,0 +1,330 @@
+"""The admin statistics page (/admin/separation/job/statistics/): real numbers from a seeded
+database, staff only, a constant number of queries, and its chart's scripts served."""
+
+import json
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from django_q.conf import Conf
+from django_q.tasks import async_task
+
+from accounts.models import User
+from credits.models import CreditTransaction, Payment
+from credits.packs import pack_get
+from credits.services import (
+    credits_admin_grant,
+    credits_charge_job,
+    credits_purchase_simulated,
+    credits_refund_job,
+    ledger_append,
+)
+from demucs_service.statistics import statistics_collect
+from separation.models import Job
+from tests import e2e
+from tests.conftest import logged_in
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+URL = "/admin/separation/job/statistics/"
+S = Job.Status
+
+
+def joined(username, days_ago, **fields):
+    user = UserFactory(username=username, **fields)
+    User.objects.filter(pk=user.pk).update(date_joined=timezone.now() - timedelta(days=days_ago))
+    return user
+
+
+def job(user, *, model, status, days_ago, cost=1, refunded_by=None):
+    made = Job.objects.create(
+        user=user,
+        original_filename=f"{model}-{status}.wav",
+        model=model,
+        cost=Decimal(cost),
+        duration_seconds=2.0,
+        status=status,
+    )
+    Job.objects.filter(pk=made.pk).update(created_at=timezone.now() - timedelta(days=days_ago))
+    credits_charge_job(job=made)
+    if status in (S.FAILED, S.CANCELLED):
+        credits_refund_job(job=made, reason="test", refunded_by=refunded_by)
+    return made
+
+
+def payment(user, session, pack_id, status, *, credited=True, reversed_amount=None):
+    pack = pack_get(pack_id)
+    paid = Payment.objects.create(
+        provider="stripe",
+        provider_session_id=session,
+        user=user,
+        pack_id=pack_id,
+        credits=pack.credits,
+        amount=pack.price,
+        currency="usd",
+        status=status,
+        credited_at=timezone.now() if credited else None,
+    )
+    if credited:
+        ledger_append(
+            user_id=user.pk,
+            amount=pack.credits,
+            kind=CreditTransaction.Kind.PURCHASE,
+            description="x",
+            reference=session,
+        )
+    if reversed_amount is not None:
+        Payment.objects.filter(pk=paid.pk).update(amount_reversed=reversed_amount, credits_reversed=pack.credits)
+        ledger_append(
+            user_id=user.pk,
+            amount=-pack.credits,
+            kind=CreditTransaction.Kind.PAYMENT_REVERSAL,
+            description="refunded",
+            reference=f"reversal:{session}",
+        )
+    return paid
+
+
+@pytest.fixture
+def seeded(settings):
+    settings.CREDIT_PACKS = [
+        {"id": "starter", "credits": Decimal(5), "price": Decimal("1.00")},
+        {"id": "standard", "credits": Decimal(25), "price": Decimal("4.00")},
+        {"id": "pro", "credits": Decimal(100), "price": Decimal("15.00")},
+    ]
+    settings.SIGNUP_BONUS_CREDITS = Decimal(3)
+    boss = joined("boss", 0, is_staff=True, is_superuser=True)
+    alice = joined("alice", 0)
+    bob = joined("bob", 3)
+    carol = joined("carol", 10)
+    dave = joined("dave", 40)  # before the 30-day window
+    credits_admin_grant(user=alice, amount=Decimal(20), reason="seed", granted_by=boss, request_token="seed")
+
+    job(alice, model="demo", status=S.COMPLETED, days_ago=0)
+    job(alice, model="htdemucs", status=S.COMPLETED, days_ago=0, cost=4)
+    job(alice, model="demo", status=S.PENDING, days_ago=0)
+    job(alice, model="htdemucs", status=S.PROCESSING, days_ago=0)
+    job(alice, model="demo", status=S.FAILED, days_ago=1)
+    job(alice, model="demo", status=S.COMPLETED, days_ago=1)
+    job(alice, model="htdemucs_6s", status=S.CANCELLED, days_ago=1, refunded_by=boss)
+    job(alice, model="htdemucs", status=S.COMPLETED, days_ago=5)
+    job(alice, model="htdemucs", status=S.FAILED, days_ago=5)
+    job(alice, model="demo", status=S.FAILED, days_ago=40)
+    job(alice, model="demo", status=S.COMPLETED, days_ago=40)
+
+    credits_purchase_simulated(user=bob, pack=pack_get("starter"))
+    credits_purchase_simulated(user=bob, pack=pack_get("starter"))
+    payment(carol, "cs_1", "standard", Payment.Status.PAID)
+    payment(carol, "cs_2", "standard", Payment.Status.PAID)
+    payment(dave, "cs_3", "pro", Payment.Status.REFUNDED, reversed_amount=Decimal("15.00"))
+    payment(bob, "cs_4", "pro", Payment.Status.OPEN, credited=False)
+    payment(bob, "cs_5", "starter", Payment.Status.EXPIRED, credited=False)
+    return boss
+
+
+def test_it_counts_what_the_tables_hold(seeded):
+    stats = statistics_collect()
+    today = timezone.localdate()
+
+    assert len(stats.days) == 30 and stats.days[-1] == today
+    assert stats.users_total == 5
+    assert stats.signups_in_period == 4
+    per_day = dict(zip(stats.days, stats.signups_per_day, strict=True))
+    assert per_day[today] == 2
+    assert per_day[today - timedelta(days=3)] == 1
+    assert per_day[today - timedelta(days=10)] == 1
+    assert sum(stats.signups_per_day) == 4
+
+    assert stats.jobs_by_status == {"PENDING": 1, "PROCESSING": 1, "COMPLETED": 5, "FAILED": 3, "CANCELLED": 1}
+    assert stats.jobs_in_period == 9
+    status_today = {key: values[-1] for key, values in stats.jobs_per_day_by_status.items()}
+    assert status_today == {"PENDING": 1, "PROCESSING": 1, "COMPLETED": 2, "FAILED": 0, "CANCELLED": 0}
+    yesterday = {key: values[-2] for key, values in stats.jobs_per_day_by_status.items()}
+    assert yesterday == {"PENDING": 0, "PROCESSING": 0, "COMPLETED": 1, "FAILED": 1, "CANCELLED": 1}
+    models_in_period = {model: sum(values) for model, values in stats.jobs_per_day_by_model.items()}
+    assert models_in_period == {"demo": 4, "htdemucs": 4, "htdemucs_6s": 1}
+    assert stats.jobs_per_day_by_model["htdemucs"][-6] == 2  # five days ago
+
+    assert stats.failure_rate == pytest.approx(3 / 8)  # failed / (completed + failed)
+    assert stats.failure_rate_in_period == pytest.approx(2 / 6)
+    assert stats.failure_percent == "37.5"
+
+    assert stats.credits_sold == Decimal(160)  # 25 + 25 + 100 paid, 2 x 5 simulated
+    assert stats.credits_sold_simulated == Decimal(10)
+    assert stats.simulated_purchases == 2
+    assert stats.credits_charged == Decimal(14)
+    assert stats.credits_refunded == Decimal(4)
+    assert stats.credits_spent == Decimal(10)
+    assert stats.credits_granted == Decimal(5 * 3 + 20)
+    assert stats.credits_reversed == Decimal(100)
+
+    revenue = {
+        row.pack_id: (row.payments, row.credits, row.gross, row.reversed, row.net) for row in stats.revenue_by_pack
+    }
+    assert revenue == {
+        "pro": (1, Decimal(100), Decimal("15.00"), Decimal("15.00"), Decimal("0.00")),
+        "standard": (2, Decimal(50), Decimal("8.00"), Decimal("0.00"), Decimal("8.00")),
+    }
+    assert stats.revenue_totals == {"USD": Decimal("8.00")}
+
+    assert stats.queue_pending_jobs == 1
+    assert stats.queue_processing_jobs == 1
+
+
+def test_the_page_shows_the_numbers_and_the_chart_data(seeded):
+    if Conf.ORM:
+        async_task("separation.tasks.reap_jobs")  # one task waiting in the ORM broker
+    response = logged_in(seeded).get(URL)
+
+    assert response.status_code == 200
+    stats = response.context["stats"]
+    assert stats.signups_in_period == 4
+    if Conf.ORM:
+        assert stats.queue_broker_tasks == 1
+    html = response.content.decode()
+
+    def card(name):
+        match = re.search(rf'id="stat-{name}">(.*?)</div>\s*</div>', html, re.S)
+        assert match, name
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", match.group(1))).strip()
+
+    assert "4" in card("users").split() and "5 accounts in all" in card("users")
+    assert card("jobs").endswith(" 9")
+    assert "37.5" in card("failure-rate") and "33.3" in card("failure-rate")
+    assert card("queue").split()[0:2] == ["Queue", "1"]
+    assert "1 separating" in card("queue")
+    assert "160" in card("credits-sold").split() and "simulated (no money taken): 10 in 2 purchases" in card(
+        "credits-sold"
+    )
+    assert "Credits spent 10 charged 14, refunded 4" in card("credits-spent")
+
+    table = re.search(r'<table class="stats-table" id="revenue-by-pack">(.*?)</table>', html, re.S).group(1)
+    cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", table, re.S)]
+    assert ["pro (100 credits)", "1", "100", "15.00 USD", "15.00 USD", "0.00 USD"] == cells[6:12]
+    assert ["standard (25 credits)", "2", "50", "8.00 USD", "0.00 USD", "8.00 USD"] == cells[12:18]
+    assert cells[-1] == "8.00 USD"
+
+    # The chart's data: a JSON blob for static/js/admin-statistics.js, no inline script.
+    blob = re.search(r'<script id="statistics-data" type="application/json">(.*?)</script>', html, re.S)
+    data = json.loads(blob.group(1))
+    assert data["days"][-1] == timezone.localdate().isoformat()
+    assert sum(data["signups"]) == 4
+    completed = next(series for series in data["jobsByStatus"] if series["key"] == "COMPLETED")
+    assert sum(completed["data"]) == 4 and completed["label"] == "Done"
+    assert {series["label"] for series in data["jobsByModel"]} == {"demo", "htdemucs", "htdemucs_6s"}
+    inline = [s for s in re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", html) if "application/json" not in s]
+    assert inline == []
+
+
+def test_the_chart_library_and_script_are_served(seeded, settings):
+    # Whitenoise, as in production, from the finders (tests run no collectstatic).
+    settings.WHITENOISE_USE_FINDERS = True
+    settings.WHITENOISE_AUTOREFRESH = True
+    client = logged_in(seeded)
+    html = client.get(URL).content.decode()
+    sources = re.findall(r'<script src="([^"]+)"', html)
+    library = next(src for src in sources if "vendor/chartjs/chart.umd.min.js" in src)
+    script = next(src for src in sources if "js/admin-statistics.js" in src)
+
+    reply = client.get(library)
+    assert reply.status_code == 200
+    body = b"".join(reply.streaming_content)
+    assert body.startswith(b"/*!\n * Chart.js v4") and b"sourceMappingURL" not in body
+    reply = client.get(script)
+    assert reply.status_code == 200
+    assert b"statistics-data" in b"".join(reply.streaming_content)
+
+
+def test_the_job_list_links_to_it(seeded):
+    html = logged_in(seeded).get(reverse("admin:separation_job_changelist")).content.decode()
+    assert f'href="{URL}"' in html
+
+
+def test_it_is_for_staff_only(seeded, client):
+    login = reverse("admin:login")
+    response = client.get(URL)
+    assert response.status_code == 302 and response["Location"].startswith(login)
+    response = logged_in(User.objects.get(username="alice")).get(URL)
+    assert response.status_code == 302 and response["Location"].startswith(login)
+    # Staff without the permission to view jobs: refused.
+    clerk = UserFactory(username="clerk", is_staff=True)
+    assert logged_in(clerk).get(URL).status_code == 403
+
+
+def test_it_runs_the_same_number_of_queries_whatever_the_volume(seeded):
+    client = logged_in(seeded)
+    client.get(URL)  # warm up: session, content types
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(URL).status_code == 200
+        return len(captured)
+
+    before = queries()
+    alice = User.objects.get(username="alice")
+    credits_admin_grant(user=alice, amount=Decimal(50), reason="more", granted_by=seeded, request_token="more")
+    for n in range(25):
+        job(alice, model=["demo", "htdemucs", "mdx_extra"][n % 3], status=list(S)[n % 5], days_ago=n)
+        joined(f"later{n}", n % 29)
+    for n in range(5):
+        payment(alice, f"cs_more_{n}", ["starter", "standard", "pro"][n % 3], Payment.Status.PAID)
+    after = queries()
+
+    print(f"\nStatistics page: {before} queries, {after} with more data")
+    assert after == before
+    assert before <= 12
+
+
+CHART_JS = """() => ['chart-jobs-status', 'chart-jobs-model'].map((id) => {
+  const chart = window.Chart && window.Chart.getChart(id);
+  return chart ? chart.data.datasets.map((set) => [set.label, set.data.reduce((a, b) => a + b, 0)]) : null;
+})"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_browser_draws_the_charts(seeded, live_server, settings):
+    from playwright.sync_api import sync_playwright
+
+    settings.WHITENOISE_USE_FINDERS = True
+    client = logged_in(seeded)
+    errors = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(e2e.CHROMIUM), args=e2e.CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            context.add_cookies(
+                [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+            )
+            page = context.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            # Every script and stylesheet loads (the admin links no favicon; the browser asks anyway).
+            page.on(
+                "response",
+                lambda reply: (
+                    reply.status >= 400
+                    and not reply.url.endswith("/favicon.ico")
+                    and errors.append(f"{reply.status} {reply.url}")
+                ),
+            )
+            page.goto(f"{live_server.url}{URL}")
+            page.wait_for_function("() => window.Chart && window.Chart.getChart('chart-jobs-model')")
+            by_status, by_model = page.evaluate(CHART_JS)
+            page.screenshot(path="/tmp/admin_statistics.png", full_page=True)
+        finally:
+            browser.close()
+
+    assert errors == []
+    assert dict(by_status) == {
+        "Waiting": 1,
+        "Separating": 1,
+        "Done": 4,
+        "Failed": 2,
+        "Cancelled": 1,
+        "Sign-ups": 4,
+    }
+    assert dict(by_model) == {"demo": 4, "htdemucs": 4, "htdemucs_6s": 1}

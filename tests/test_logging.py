@@ -1,0 +1,189 @@
+"""Logs: a request id on every request, request/user/job ids on every line, JSON with
+LOG_FORMAT=json, and never a password or a token."""
+
+import io
+import json
+import logging
+import sys
+
+import pytest
+from django.urls import reverse
+
+from demucs_service.json_logs import JsonFormatter, TextFormatter
+from demucs_service.log_context import ContextFilter
+from separation import services, tasks
+from tests.conftest import bearer_client, logged_in
+from tests.factories import PASSWORD
+from tests.test_settings import _run, _settings
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def json_logs():
+    """What LOG_FORMAT=json configures (the JSON formatter and the context filter on a root
+    handler), writing to a buffer; returns a function giving the records so far, parsed."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)  # everything anyone logs, to look for secrets in
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _access(records, route):
+    return [r for r in records if r["logger"] == "demucs_service.access" and r["route"] == route]
+
+
+def test_it_echoes_a_sane_request_id_and_logs_it(client, json_logs):
+    response = client.get("/healthz", HTTP_X_REQUEST_ID="lb-1234.abc:9")
+
+    assert response["X-Request-ID"] == "lb-1234.abc:9"
+    [line] = _access(json_logs(), "/healthz")
+    assert line["request_id"] == "lb-1234.abc:9"
+    assert line["status_code"] == 200
+    assert line["method"] == "GET"
+    assert line["user_id"] is None
+
+
+@pytest.mark.parametrize("incoming", ["", "has spaces", "x" * 200, "<script>", "a\tb"])
+def test_it_makes_its_own_request_id_for_a_missing_or_odd_one(client, incoming):
+    response = client.get("/healthz", HTTP_X_REQUEST_ID=incoming)
+
+    generated = response["X-Request-ID"]
+    assert generated != incoming and len(generated) == 32 and int(generated, 16) >= 0
+
+
+def test_each_request_gets_its_own_id(client):
+    assert client.get("/healthz")["X-Request-ID"] != client.get("/healthz")["X-Request-ID"]
+
+
+def test_it_logs_the_user_of_a_jwt_api_call(user, json_logs):
+    response = bearer_client(user).get("/api/auth/me")
+
+    assert response.status_code == 200
+    [line] = _access(json_logs(), "/api/auth/me")
+    assert line["user_id"] == user.pk
+    assert line["request_id"] == response["X-Request-ID"]
+
+
+def test_it_logs_the_user_of_a_session_page(user, json_logs):
+    response = logged_in(user).get(reverse("dashboard"))
+
+    assert response.status_code == 200
+    [line] = _access(json_logs(), "/dashboard/")
+    assert line["user_id"] == user.pk
+
+
+def test_it_logs_the_job_id_of_everything_a_task_logs(monkeypatch, json_logs):
+    def job_run(*, job_id):
+        logging.getLogger("separation.services").info("separating")
+
+    monkeypatch.setattr(services, "job_run", job_run)
+
+    tasks.separate_job("2b0c6c0e-0000-4000-8000-000000000001")
+    logging.getLogger("separation.services").info("after")
+
+    during, after = [r for r in json_logs() if r["logger"] == "separation.services"]
+    assert during["job_id"] == "2b0c6c0e-0000-4000-8000-000000000001"
+    assert during["message"] == "separating"
+    assert after["job_id"] is None
+
+
+def test_a_json_line_has_every_field_and_the_traceback():
+    try:
+        raise ValueError("kaboom")
+    except ValueError:
+        record = logging.LogRecord("separation.services", logging.ERROR, __file__, 1, "failed %s", ("x",), None)
+        record.exc_info = sys.exc_info()
+    record.job_id = "j1"
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert {"timestamp", "level", "logger", "message", "request_id", "user_id", "job_id", "exception"} <= set(line)
+    assert line["level"] == "ERROR" and line["message"] == "failed x" and line["job_id"] == "j1"
+    assert "ValueError: kaboom" in line["exception"] and "Traceback" in line["exception"]
+
+
+def test_text_lines_are_readable_and_show_the_context():
+    record = logging.LogRecord("separation.services", logging.INFO, __file__, 1, "hello", (), None)
+    record.request_id, record.user_id, record.job_id = "r1", 7, None
+
+    text = TextFormatter().format(record)
+
+    assert text.endswith("INFO separation.services [req=r1 user=7] hello")
+
+
+def test_formatters_scrub_tokens_and_passwords():
+    message = 'Authorization: Bearer abc.def-ghi and {"password": "hunter2"} eyJhbGciOiJI.eyJzdWIiOiIx.c2lnbmF0dXJl'
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, message, (), None)
+
+    for formatter in (JsonFormatter(), TextFormatter()):
+        out = formatter.format(record)
+        assert "abc.def-ghi" not in out and "hunter2" not in out and "eyJhbGciOiJI" not in out
+        assert "[redacted]" in out
+
+
+def test_no_password_or_token_reaches_the_logs(api_client, client, json_logs):
+    password = "Correct-Horse-Battery-41"
+    register = api_client.post(
+        "/api/auth/register",
+        {"email": "logs@example.com", "username": "logs", "password": password},
+        format="json",
+    )
+    assert register.status_code == 201, register.content
+    login = api_client.post("/api/auth/login", {"email": "logs@example.com", "password": password}, format="json")
+    assert login.status_code == 200, login.content
+    token = login.json()["access_token"]
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api_client.get("/api/auth/me").status_code == 200
+    bad_login = api_client.post("/api/auth/login", {"email": "logs@example.com", "password": PASSWORD}, format="json")
+    assert bad_login.status_code in (400, 401)
+    page_login = client.post("/accounts/login/", {"login": "logs@example.com", "password": password})
+    assert page_login.status_code == 302
+
+    records = json_logs()
+    text = json.dumps(records)
+    assert len(_access(records, "/api/auth/login")) == 2
+    assert password not in text and PASSWORD not in text
+    assert token not in text and token.split(".")[1] not in text
+
+
+def test_log_format_json_configures_json_lines(tmp_path):
+    assert _settings(tmp_path, ["LOG_FORMAT"], LOG_FORMAT="JSON", SECRET_KEY="x" * 50) == {"LOG_FORMAT": "json"}
+    code = (
+        "import django, os, logging; os.environ['DJANGO_SETTINGS_MODULE'] = 'demucs_service.settings'; "
+        "django.setup(); logging.getLogger('separation').warning('hello %s', 'there')"
+    )
+    result = _run(tmp_path, code, LOG_FORMAT="json", SECRET_KEY="x" * 50)
+
+    assert result.returncode == 0, result.stderr
+    [line] = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert line["message"] == "hello there" and line["level"] == "WARNING" and line["logger"] == "separation"
+
+
+def test_logs_are_readable_text_by_default(tmp_path):
+    code = (
+        "import django, os, logging; os.environ['DJANGO_SETTINGS_MODULE'] = 'demucs_service.settings'; "
+        "django.setup(); logging.getLogger('separation').warning('hello')"
+    )
+    result = _run(tmp_path, code, SECRET_KEY="x" * 50)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().endswith("WARNING separation hello")
+
+
+@pytest.mark.parametrize(("name", "value"), [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD")])
+def test_a_bad_log_setting_stops_start_up_naming_it(tmp_path, name, value):
+    code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'demucs_service.settings'; django.setup()"
+    result = _run(tmp_path, code, SECRET_KEY="x" * 50, **{name: value})
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and name in result.stderr
