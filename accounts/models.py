@@ -30,6 +30,15 @@ class User(AbstractUser):
 
     REQUIRED_FIELDS = ["email"]
 
+    def save(self, *args, **kwargs):
+        # A full save of a loaded user (password change, admin edit, profile form) must not
+        # write back the balance it read earlier: only the ledger service changes credits.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                field.name for field in self._meta.concrete_fields if not field.primary_key and field.name != "credits"
+            ]
+        super().save(*args, **kwargs)
+
     class Meta:
         constraints = [
             models.UniqueConstraint(Lower("email"), name="user_email_ci_unique"),

@@ -104,7 +104,7 @@ def models(request):
         403: OpenApiResponse(description="Email not verified (EMAIL_VERIFICATION=mandatory): {detail, code}"),
         413: OpenApiResponse(description="Over MAX_UPLOAD_MB"),
         415: OpenApiResponse(description="Not audio we can read"),
-        503: OpenApiResponse(description="The queue is unavailable; nothing charged"),
+        503: OpenApiResponse(description="The queue is unavailable; the charge was refunded"),
     },
     tags=["separation"],
 )

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 
 CONTENT_TYPES = {
@@ -42,7 +42,10 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 def file_response(request, path: Path, *, download_name: str, attachment: bool = True) -> HttpResponse:
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise Http404("The file is no longer available.") from None
     content_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
     byte_range = _byte_range(request.META.get("HTTP_RANGE", ""), size)
     if byte_range is None:

@@ -509,6 +509,8 @@ def separate(
     on any failure no output file is left behind."""
     if output_format not in OUTPUT_FORMATS:
         raise EngineError(f"Unknown output format {output_format!r}: use {', '.join(OUTPUT_FORMATS)}.")
+    if progress is not None:
+        progress(0.0)  # a heartbeat before decoding and loading the model, which can take a while
     data, samplerate = _decode(Path(input_path))
     if data.shape[1] < MIN_SECONDS * samplerate:
         raise AudioDecodeError(f"The audio is too short to separate (under {MIN_SECONDS:g} s).")
@@ -520,8 +522,6 @@ def separate(
     device = resolve_device(config.device)
     segment = _effective_segment(model, config.segment)
     tracker = _Progress(progress, model, config, segment, SEPARATION_SHARE)
-    if progress is not None:
-        progress(0.0)
 
     in_channels, in_frames = data.shape
     wav = _prepare(data, samplerate, model)

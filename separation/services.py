@@ -114,6 +114,8 @@ def _job_enqueue_or_fail(job_id) -> None:
         job_enqueue(job_id=job_id)
     except Exception as error:
         logger.exception("Could not queue job %s", job_id, extra={"job_id": job_id})
+        # Free the key: a retry with it must make a new job, not return this failed one.
+        Job.objects.filter(pk=job_id).update(idempotency_key="")
         job_fail(job_id=job_id, error="The service could not start your separation. Your credits were refunded.")
         raise QueueUnavailable("The job queue is unavailable; please try again in a moment.") from error
 
@@ -132,26 +134,28 @@ def job_claim(*, job_id) -> Job | None:
     return Job.objects.get(pk=job_id) if claimed else None
 
 
-def job_report_progress(*, job_id, progress: int) -> bool:
-    """Save progress and the heartbeat; False when the job is no longer ours to run (cancelled)."""
-    updated = Job.objects.filter(pk=job_id, status=Status.PROCESSING).update(
+def job_report_progress(*, job_id, attempt: int, progress: int) -> bool:
+    """Save progress and the heartbeat; False when the job is no longer this attempt's to run
+    (cancelled, or given to another worker after this one was taken for dead)."""
+    updated = Job.objects.filter(pk=job_id, status=Status.PROCESSING, attempts=attempt).update(
         progress=min(max(progress, 0), 99), heartbeat_at=timezone.now()
     )
     return updated == 1
 
 
-def job_complete(*, job_id, stems: list[dict], zip_file: str) -> bool:
-    completed = Job.objects.filter(pk=job_id, status=Status.PROCESSING).update(
+def job_complete(*, job_id, attempt: int, stems: list[dict], zip_file: str) -> bool:
+    completed = Job.objects.filter(pk=job_id, status=Status.PROCESSING, attempts=attempt).update(
         status=Status.COMPLETED, progress=100, stems=stems, zip_file=zip_file, finished_at=timezone.now()
     )
     return completed == 1
 
 
-def job_fail(*, job_id, error: str) -> Job | None:
-    """An active job -> FAILED with a message for its owner, and its refund (once)."""
+def job_fail(*, job_id, error: str, attempt: int | None = None) -> Job | None:
+    """An active job -> FAILED with a message for its owner, and its refund (once). A worker
+    passes its attempt, so a run taken for dead cannot fail the run that replaced it."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
-        if job.status not in Job.ACTIVE:
+        if job.status not in Job.ACTIVE or (attempt is not None and job.attempts != attempt):
             return None
         job.status = Status.FAILED
         job.error = error[:500]
@@ -178,8 +182,9 @@ def job_cancel(*, job: Job) -> Job:
 
 
 def job_delete_files(*, job: Job) -> None:
-    shutil.rmtree(job_folder_path(job.pk), ignore_errors=True)
+    # The row first: a download from now on gets 410, never a file vanishing under it.
     Job.objects.filter(pk=job.pk).update(stems=[], zip_file="", input_file="", files_deleted_at=timezone.now())
+    shutil.rmtree(job_folder_path(job.pk), ignore_errors=True)
     job.refresh_from_db()
 
 
@@ -208,8 +213,8 @@ def job_run(*, job_id) -> None:
     job = job_claim(job_id=job_id)
     if job is None:
         return
-    folder = job_folder_path(job.pk)
-    output_dir = folder / "stems"
+    # Each attempt writes its own folder: a run taken for dead never touches its successor's files.
+    output_dir = job_folder_path(job.pk) / f"stems-{job.attempts}"
     last_report = 0.0
 
     def report(fraction: float) -> None:
@@ -219,7 +224,7 @@ def job_run(*, job_id) -> None:
             return
         last_report = now
         # Separation is most of the work; encoding and the zip take the last few percent.
-        if not job_report_progress(job_id=job.pk, progress=int(fraction * 95)):
+        if not job_report_progress(job_id=job.pk, attempt=job.attempts, progress=int(fraction * 95)):
             raise engine.SeparationAborted
 
     try:
@@ -238,12 +243,12 @@ def job_run(*, job_id) -> None:
         return
     except engine.EngineError as error:
         shutil.rmtree(output_dir, ignore_errors=True)
-        job_fail(job_id=job.pk, error=f"{error} Your credits were refunded.")
+        job_fail(job_id=job.pk, error=f"{error} Your credits were refunded.", attempt=job.attempts)
         return
     except Exception:
         logger.exception("Separation of job %s failed", job.pk, extra={"job_id": job.pk})
         shutil.rmtree(output_dir, ignore_errors=True)
-        job_fail(job_id=job.pk, error=WORKER_FAILURE)
+        job_fail(job_id=job.pk, error=WORKER_FAILURE, attempt=job.attempts)
         return
 
     media = Path(settings.MEDIA_ROOT)
@@ -255,9 +260,13 @@ def job_run(*, job_id) -> None:
         }
         for name, path in result.stems.items()
     ]
-    if not job_complete(job_id=job.pk, stems=stems, zip_file=str(result.zip_path.relative_to(media))):
+    zip_file = str(result.zip_path.relative_to(media))
+    if not job_complete(job_id=job.pk, attempt=job.attempts, stems=stems, zip_file=zip_file):
         shutil.rmtree(output_dir, ignore_errors=True)  # cancelled while the files were written
         return
+    for earlier in job_folder_path(job.pk).glob("stems-*"):  # what runs taken for dead left behind
+        if earlier != output_dir:
+            shutil.rmtree(earlier, ignore_errors=True)
     notify_job_finished(job_id=job.pk)
 
 

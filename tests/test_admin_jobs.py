@@ -48,7 +48,7 @@ def test_it_lists_filters_and_searches_jobs(admin_client):
     bob = UserFactory(username="bob")
     done = make_job(alice, "Sunny Day.wav", output_format="flac")
     job_claim(job_id=done.pk)
-    job_complete(job_id=done.pk, stems=[], zip_file="")
+    job_complete(job_id=done.pk, attempt=1, stems=[], zip_file="")
     broken = failed_job(bob, "Rainy Night.wav", error="The file could not be decoded as audio.")
     waiting = make_job(bob, "Cloudy.wav")
 
@@ -178,7 +178,7 @@ def test_it_does_not_requeue_a_completed_job_or_one_without_its_input(
     user = UserFactory()
     done = make_job(user)
     job_claim(job_id=done.pk)
-    job_complete(job_id=done.pk, stems=[], zip_file="")
+    job_complete(job_id=done.pk, attempt=1, stems=[], zip_file="")
     gone = failed_job(user)
     (Path(settings.MEDIA_ROOT) / gone.input_file).unlink()
     pending = make_job(user)

@@ -5,6 +5,7 @@ import io
 import zipfile
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -164,7 +165,7 @@ def test_it_downloads_the_zip_of_all_stems_named_after_the_song(user_client, son
     with zipfile.ZipFile(io.BytesIO(body_of(response))) as bundle:
         assert sorted(bundle.namelist()) == sorted(f"My Song/{name}.wav" for name in STEMS)
         for name in STEMS:
-            assert bundle.read(f"My Song/{name}.wav") == (media / f"jobs/{job.pk}/stems/{name}.wav").read_bytes()
+            assert bundle.read(f"My Song/{name}.wav") == (media / job.stem(name)["file"]).read_bytes()
 
 
 def test_it_downloads_each_stem(user_client, song, media):
@@ -178,13 +179,13 @@ def test_it_downloads_each_stem(user_client, song, media):
         assert response["Content-Disposition"] == f'attachment; filename="My Song - {name}.flac"'
         assert response["Accept-Ranges"] == "bytes"
         content = body_of(response)
-        assert content == (media / f"jobs/{job.pk}/stems/{name}.flac").read_bytes()
+        assert content == (media / job.stem(name)["file"]).read_bytes()
         assert content[:4] == b"fLaC"
 
 
 def test_it_serves_byte_ranges_of_a_stem(user_client, song, media):
     job = completed(user_client, song)
-    data = (media / f"jobs/{job.pk}/stems/vocals.wav").read_bytes()
+    data = (media / job.stem("vocals")["file"]).read_bytes()
     size = len(data)
     url = f"/api/download/{job.pk}/vocals"
 
@@ -219,6 +220,16 @@ def test_it_answers_410_once_the_files_are_deleted(user_client, song):
     assert user_client.get(f"/api/download/{job.pk}").status_code == 410
     assert user_client.get(f"/api/download/{job.pk}/vocals").status_code == 410
     assert user_client.get(f"/api/status/{job.pk}").json()["download_url"] is None
+
+
+def test_it_answers_404_not_500_when_a_file_vanishes_under_a_download(user_client, song, media):
+    job = completed(user_client, song)
+    (Path(media) / job.zip_file).unlink()  # deleted between the lookup and the read
+
+    response = user_client.get(f"/api/download/{job.pk}")
+
+    assert response.status_code == 404
+    assert "no longer available" in response.json()["detail"]
 
 
 # --- delete ---------------------------------------------------------------------------

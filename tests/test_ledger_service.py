@@ -195,3 +195,16 @@ def test_it_rejects_a_negative_cached_balance_in_the_database(user):
         User.objects.filter(pk=user.pk).update(credits=Decimal("-0.01"))
 
     assert balance(user) == start
+
+
+def test_a_full_save_of_a_loaded_user_never_writes_back_its_old_balance(user):
+    stale = User.objects.get(pk=user.pk)
+    ledger_append(user_id=user.pk, amount=Decimal("25"), kind=Kind.PURCHASE, description="Buy", reference="pay-stale")
+
+    stale.first_name = "Changed"
+    stale.set_password("another-long-password-42")
+    stale.save()  # what a password change or an admin edit does
+
+    user.refresh_from_db()
+    assert (user.first_name, user.credits) == ("Changed", Decimal("28.00"))
+    assert ledger_violations() == []

@@ -265,7 +265,7 @@ def _complete_with_files(job, settings) -> None:
         folder = f"jobs/{job.pk}/stems"
         stems.append({"name": name, "file": f"{folder}/{name}.wav", "waveform": f"{folder}/{name}.png"})
     (stems_dir / "song.zip").write_bytes(b"PK")
-    assert job_complete(job_id=job.pk, stems=stems, zip_file=f"jobs/{job.pk}/stems/song.zip")
+    assert job_complete(job_id=job.pk, attempt=1, stems=stems, zip_file=f"jobs/{job.pk}/stems/song.zip")
 
 
 @pytest.mark.django_db

@@ -328,3 +328,19 @@ def test_it_refunds_and_answers_503_when_the_queue_is_down(user, user_client, me
         (Kind.SIGNUP_BONUS, Decimal("3.00")),
     ]
     assert OrmQ.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_with_the_same_key_after_the_queue_failed_makes_a_new_job(user, user_client, media, song, monkeypatch):
+    with monkeypatch.context() as broken_queue:
+        broken_queue.setattr(Conf, "ORM", None)
+        broken_queue.setattr(Conf, "REDIS", "redis://127.0.0.1:1/0")
+        assert post(user_client, song, headers={"Idempotency-Key": "retry-1"}).status_code == 503
+
+    retried = post(user_client, song, headers={"Idempotency-Key": "retry-1"})
+
+    assert retried.status_code == 202, retried.content
+    job = Job.objects.get(pk=retried.json()["job_id"])
+    assert job.status == Job.Status.PENDING
+    assert Job.objects.filter(user=user).count() == 2
+    assert balance(user) == Decimal("2.00")

@@ -14,7 +14,7 @@ from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
 from separation import engine
 from separation.models import Job
-from separation.services import job_cancel, job_claim, job_fail, job_report_progress, job_run
+from separation.services import job_cancel, job_claim, job_complete, job_fail, job_report_progress, job_run
 from tests.audio import tone_bytes
 from tests.conftest import balance
 from tests.factories import UserFactory
@@ -132,7 +132,7 @@ def test_it_fails_and_refunds_once_a_file_that_probes_but_does_not_decode(settin
     assert job.error == "The audio is too short to separate (under 0.1 s). Your credits were refunded."
     assert job.finished_at is not None
     assert job.stems == [] and job.zip_file == ""
-    assert not (media(settings, f"jobs/{job.pk}") / "stems").exists()
+    assert not list(media(settings, f"jobs/{job.pk}").glob("stems*"))
     assert refunds(job).count() == 1
     assert refunds(job).get().kind == Kind.JOB_REFUND
     assert balance(user) == start
@@ -174,7 +174,7 @@ def test_it_fails_and_refunds_a_job_whose_model_is_not_installed(settings, offli
     assert job.attempts == 1
     assert refunds(job).count() == 1
     assert balance(user) == start
-    assert not (media(settings, f"jobs/{job.pk}") / "stems").exists()
+    assert not list(media(settings, f"jobs/{job.pk}").glob("stems*"))
     assert ledger_violations() == []
 
 
@@ -201,14 +201,14 @@ def test_it_refunds_once_when_a_job_fails_twice():
 
 def test_it_reports_progress_only_while_the_job_is_processing():
     job = make_job(UserFactory())
-    assert job_report_progress(job_id=job.pk, progress=10) is False  # PENDING: not claimed yet
+    assert job_report_progress(job_id=job.pk, attempt=1, progress=10) is False  # PENDING: not claimed yet
     job_claim(job_id=job.pk)
 
-    assert job_report_progress(job_id=job.pk, progress=250) is True
+    assert job_report_progress(job_id=job.pk, attempt=1, progress=250) is True
     assert Job.objects.get(pk=job.pk).progress == 99  # only completion reaches 100
 
     job_cancel(job=job)
-    assert job_report_progress(job_id=job.pk, progress=50) is False
+    assert job_report_progress(job_id=job.pk, attempt=1, progress=50) is False
     job.refresh_from_db()
     assert job.status == Status.CANCELLED
     assert job.progress == 99
@@ -248,3 +248,22 @@ def test_it_stops_a_job_cancelled_while_running_at_its_next_progress_report(sett
     assert job_fail(job_id=job.pk, error="late failure") is None
     assert refunds(job).count() == 1
     assert ledger_violations() == []
+
+
+def test_a_run_taken_for_dead_cannot_touch_the_run_that_replaced_it(settings):
+    """The reaper gave the job to a second run while the first was only slow: the first run's
+    reports, completion and failure are refused, and the second run's stems survive it."""
+    job = make_job(UserFactory())
+    first = job_claim(job_id=job.pk)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.PENDING)  # what jobs_reap does to a stale run
+    job_run(job_id=job.pk)  # the second run completes
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.COMPLETED, 2)
+
+    assert job_report_progress(job_id=job.pk, attempt=first.attempts, progress=50) is False
+    assert job_complete(job_id=job.pk, attempt=first.attempts, stems=[], zip_file="") is False
+    assert job_fail(job_id=job.pk, error="late", attempt=first.attempts) is None
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED
+    assert all((Path(settings.MEDIA_ROOT) / stem["file"]).is_file() for stem in job.stems)
+    assert refunds(job).count() == 0
