@@ -1,0 +1,1 @@
+"""One module per scenario; each `run(stack, ...)` returns a Row."""

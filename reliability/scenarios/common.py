@@ -1,0 +1,115 @@
+"""What the scenarios share: the row they report, users with tokens, audio, the ledger."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+import soundfile
+
+SAMPLERATE = 44100
+
+
+@dataclass
+class Row:
+    name: str
+    figure: str
+    holds: bool
+    seconds: float = 0.0
+    problems: tuple[str, ...] = ()
+    details: dict = field(default_factory=dict)  # per case, where a row has cases
+
+
+def make_user(prefix: str, credits: Decimal | int = 3):
+    """A user made the way the product makes them (signup bonus of 3 in the ledger), topped up
+    through the ledger service to `credits`; returns (user, bearer token)."""
+    from allauth.account.models import EmailAddress
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from accounts.models import User
+    from accounts.services import user_save_new
+    from credits.models import CreditTransaction
+    from credits.services import ledger_append
+
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    user = User(username=name, email=f"{name}@example.com")
+    user.set_unusable_password()
+    user = user_save_new(user=user)
+    # Verified, as after following the mail link (EMAIL_VERIFICATION is mandatory with DEBUG off).
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    user.refresh_from_db()
+    extra = Decimal(credits) - user.credits
+    if extra > 0:
+        ledger_append(
+            user_id=user.pk,
+            amount=extra,
+            kind=CreditTransaction.Kind.ADMIN_GRANT,
+            description="reliability suite",
+            reference=f"reliability:{uuid.uuid4().hex}",
+        )
+        user.refresh_from_db()
+    assert user.credits == Decimal(credits), (user.credits, credits)
+    return user, str(AccessToken.for_user(user))
+
+
+def balance(user) -> Decimal:
+    from accounts.models import User
+
+    return User.objects.values_list("credits", flat=True).get(pk=user.pk)
+
+
+def wav(data: np.ndarray, samplerate: int = SAMPLERATE, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, data, samplerate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def tones(seconds: float, samplerate: int = SAMPLERATE, channels: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    frames = int(round(seconds * samplerate))
+    t = np.arange(frames) / samplerate
+    columns = [
+        0.25 * np.sin(2 * np.pi * (220 * (index + 1)) * t) + 0.02 * rng.standard_normal(frames)
+        for index in range(channels)
+    ]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def song(seconds: float = 2.0, **options) -> bytes:
+    return wav(tones(seconds, **options), options.get("samplerate", SAMPLERATE))
+
+
+def audit_ledger(stack) -> tuple[bool, str]:
+    """`manage.py audit_ledger` on the stack's database: (clean, what it said)."""
+    result = stack.manage("audit_ledger")
+    return result.returncode == 0, (result.stdout + result.stderr).strip()
+
+
+def orphan_charges() -> list[str]:
+    """Job charges whose job does not exist: a charge without a job."""
+    from credits.models import CreditTransaction
+    from separation.models import Job
+
+    job_ids = {str(pk) for pk in Job.objects.values_list("pk", flat=True)}
+    references = CreditTransaction.objects.filter(kind=CreditTransaction.Kind.JOB_CHARGE).values_list(
+        "reference", flat=True
+    )
+    return [reference for reference in references if reference.removeprefix("job:") not in job_ids]
+
+
+def wait_final(job_ids, timeout: float) -> dict[str, str]:
+    """Waits until every job is COMPLETED, FAILED or CANCELLED (or the timeout); their statuses."""
+    import time
+
+    from separation.models import Job
+
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = dict(Job.objects.filter(pk__in=list(job_ids)).values_list("pk", "status"))
+        statuses = {str(pk): status for pk, status in statuses.items()}
+        if all(status in Job.FINISHED for status in statuses.values()) or time.monotonic() > deadline:
+            return statuses
+        time.sleep(0.5)
