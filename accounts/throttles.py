@@ -37,6 +37,8 @@ class LoginAccountThrottle(_PerAccountThrottle):
 
     def account(self, name: str) -> str:
         # One budget per account, whether it is named by email or by username.
+        if "\x00" in name:
+            return name  # no account name holds NUL, and PostgreSQL refuses it in a query
         users = get_user_model().objects.filter(Q(email__iexact=name) | Q(username__iexact=name))
         user_id = users.values_list("pk", flat=True).first()
         return f"user:{user_id}" if user_id else name

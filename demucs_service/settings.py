@@ -135,6 +135,7 @@ MIDDLEWARE = [
     # First, so every log line of the request carries its id (and the response echoes it).
     "demucs_service.request_logging.RequestLoggingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "demucs_service.security_headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -293,6 +294,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # No badge from validator.swagger.io: the docs page loads nothing from outside.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # Separation. Each model: label, stems and price multiplier (credits per started 10 minutes).
