@@ -134,6 +134,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so every log line of the request carries its id (and the response echoes it).
     "demucs_service.request_logging.RequestLoggingMiddleware",
+    # A database outage is a 503 with Retry-After, not a 500.
+    "demucs_service.db_unavailable.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "demucs_service.security_headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--web-threads", type=int, default=8)
     parser.add_argument("--separation-workers", type=int, default=2)
+    parser.add_argument("--only", help="comma-separated scenario names (e.g. sigkill,postgres)")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown here")
     args = parser.parse_args(argv)
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             max_upload_mb=sizes.max_upload_mb,
         ) as stack:
             print(f"[reliability] gunicorn {args.web_workers}x{args.web_threads} and a qcluster on {stack.base_url}")
-            rows = run_all(stack, sizes)
+            rows = run_all(stack, sizes, only=set(args.only.split(",")) if args.only else None)
     print()
     print(table(rows))
     if args.markdown:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from reliability.scenarios import hostile, payments, reads, uploads
+from reliability.scenarios import faults, hostile, payments, reads, uploads
 from reliability.scenarios.common import Row
 
 
@@ -18,13 +18,27 @@ class Sizes:
     load_clients: int = 16
     max_upload_mb: int = 5
     job_timeout: float = 900
+    refund_rounds: int = 30
+    # The fault rows that run: the worker ones and the PostgreSQL restart are slow (a long clip).
+    faults: tuple[str, ...] = ("refund_race", "queue", "sigkill", "sigterm", "postgres")
 
 
 FULL = Sizes()
-CI = Sizes(users=4, uploads=5, webhook_requests=20, load_seconds=5, load_clients=8, job_timeout=120)
+CI = Sizes(
+    users=4,
+    uploads=5,
+    webhook_requests=20,
+    load_seconds=5,
+    load_clients=8,
+    job_timeout=120,
+    refund_rounds=20,
+    faults=("refund_race", "queue", "sigkill"),
+)
 
 
-def run_all(stack, sizes: Sizes, *, log=print) -> list[Row]:
+def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> list[Row]:
+    """Every scenario, or those named in `only` (uploads, payments, reads, hostile, refund_race,
+    queue, sigkill, sigterm, postgres)."""
     scenarios = [
         (
             "uploads",
@@ -34,6 +48,16 @@ def run_all(stack, sizes: Sizes, *, log=print) -> list[Row]:
         ("reads", lambda: reads.run(stack, seconds=sizes.load_seconds, clients=sizes.load_clients)),
         ("hostile", lambda: hostile.run(stack, max_upload_mb=sizes.max_upload_mb, job_timeout=sizes.job_timeout)),
     ]
+    fault_rows = {
+        "refund_race": lambda: faults.refund_race(stack, rounds=sizes.refund_rounds),
+        "queue": lambda: faults.queue_unreachable(stack),
+        "sigkill": lambda: faults.worker_sigkill(stack, job_timeout=sizes.job_timeout),
+        "sigterm": lambda: faults.worker_sigterm(stack, job_timeout=sizes.job_timeout),
+        "postgres": lambda: faults.postgres_restart(stack, job_timeout=sizes.job_timeout),
+    }
+    scenarios += [(name, fault_rows[name]) for name in sizes.faults]
+    if only:
+        scenarios = [(name, scenario) for name, scenario in scenarios if name in only]
     rows = []
     for name, scenario in scenarios:
         started = time.monotonic()
