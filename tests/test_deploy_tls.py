@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+from reliability.harness import free_port
 from tests import e2e
 from tests.e2e import REPO_ROOT, stop_cluster, wait_until
 from tests.factories import UserFactory
@@ -41,12 +41,6 @@ CLEARED_ENV = (
     "JOB_MAX_ATTEMPTS",
     "JOB_REQUEUE_SECONDS",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_env(**env: str) -> dict[str, str]:

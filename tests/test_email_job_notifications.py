@@ -1,13 +1,13 @@
 """The short mails when a job completes or fails (with its refund), the opt-out on the account
 page and in the API, and a mail server that fails never failing the job or its refund."""
 
-import socket
 from decimal import Decimal
 
 import pytest
 from django.core import mail
 
 from credits.models import CreditTransaction
+from reliability.harness import free_port
 from separation.models import Job
 from separation.services import job_fail, job_run
 from tests.conftest import balance
@@ -107,18 +107,12 @@ def test_the_mail_waits_for_the_commit(user, django_capture_on_commit_callbacks)
     assert len(callbacks) == 1
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # closed again when the block ends
-
-
 def test_a_failing_mail_server_never_fails_the_job_or_its_refund(
     user, settings, caplog, django_capture_on_commit_callbacks
 ):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = closed_port()
+    settings.EMAIL_PORT = free_port()  # nothing listens there
     settings.EMAIL_TIMEOUT = 5
     job = make_job(user)
 
@@ -136,7 +130,7 @@ def test_a_failing_mail_server_never_fails_the_job_or_its_refund(
 def test_a_failing_mail_server_never_fails_a_completed_job(user, settings, django_capture_on_commit_callbacks):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = closed_port()
+    settings.EMAIL_PORT = free_port()  # nothing listens there
     job = make_job(user)
 
     with django_capture_on_commit_callbacks(execute=True):

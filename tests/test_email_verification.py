@@ -4,7 +4,6 @@ resend button and a refused upload on the pages). Ends with one run through a re
 
 import io
 import re
-import socket
 from decimal import Decimal
 from email import message_from_bytes, policy
 
@@ -16,6 +15,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from reliability.harness import free_port
 from separation.models import Job
 from tests.audio import tone_bytes
 from tests.factories import PASSWORD, UserFactory
@@ -284,12 +284,6 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope):
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
