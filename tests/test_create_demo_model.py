@@ -96,3 +96,77 @@ def test_demucs_cli_separates_with_it(demo_model_repo, tmp_path):
     stems = sorted(path.name for path in (tmp_path / "out" / "demo" / "song").iterdir())
     assert stems == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
     assert soundfile.info(tmp_path / "out" / "demo" / "song" / "vocals.wav").frames == 44100
+
+
+# --- real-size presets, for benchmarks ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_size_repo(tmp_path_factory) -> Path:
+    """The htdemucs and htdemucs_ft presets under the names the service offers (~840 MB)."""
+    repo = tmp_path_factory.mktemp("real-size-models")
+    create_demo_model(repo, name="htdemucs", preset="htdemucs")
+    create_demo_model(repo, name="htdemucs_ft", preset="htdemucs_ft")
+    return repo
+
+
+def test_the_htdemucs_preset_has_the_released_layout(real_size_repo):
+    from fractions import Fraction
+
+    from demucs.htdemucs import HTDemucs
+    from demucs.pretrained import get_model
+
+    model = get_model("htdemucs", repo=real_size_repo)
+    assert isinstance(model, HTDemucs)
+    assert round(sum(parameter.numel() for parameter in model.parameters()) / 1e6, 2) == 41.98
+    assert model.segment == Fraction(39, 5)  # 7.8 s, as the released htdemucs
+    assert model.sources == ["drums", "bass", "other", "vocals"]
+    assert (model.depth, model.samplerate, model.audio_channels) == (4, 44100, 2)
+    assert len(model.crosstransformer.layers) == 5
+    assert model.channel_upsampler is not None  # bottom_channels=512
+
+
+def test_the_htdemucs_ft_preset_is_a_bag_with_one_hot_weights(real_size_repo):
+    import torch
+    from demucs.apply import BagOfModels
+    from demucs.htdemucs import HTDemucs
+    from demucs.pretrained import get_model
+
+    assert sorted(path.name for path in real_size_repo.iterdir()) == [
+        "htdemucs.th",
+        "htdemucs_ft.yaml",
+        "htdemucs_ft_0.th",
+        "htdemucs_ft_1.th",
+        "htdemucs_ft_2.th",
+        "htdemucs_ft_3.th",
+    ]
+    bag = get_model("htdemucs_ft", repo=real_size_repo)
+    assert isinstance(bag, BagOfModels)
+    assert bag.weights == [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+    assert bag.sources == ["drums", "bass", "other", "vocals"]
+    assert all(isinstance(member, HTDemucs) and float(member.segment) == 7.8 for member in bag.models)
+    first, second = (member.state_dict()["encoder.0.conv.weight"] for member in bag.models[:2])
+    assert not torch.equal(first, second)  # different seeds
+
+
+def test_the_service_sees_the_real_size_presets(real_size_repo, settings, hf_offline):
+    from separation import engine
+    from separation.catalog import models_list
+
+    settings.DEMUCS_MODEL_REPO = real_size_repo
+    assert engine.model_is_installed("htdemucs_ft", real_size_repo)
+    installed = {model.name for model in models_list() if model.installed}
+    assert installed == {"htdemucs", "htdemucs_ft"}
+
+
+def test_an_existing_bag_is_kept_unless_forced(tmp_path):
+    (tmp_path / "bench_ft.yaml").write_text("models: ['x']\n")
+    path, written = create_demo_model(tmp_path, name="bench_ft", preset="htdemucs_ft")
+    assert (path, written) == (tmp_path / "bench_ft.yaml", False)
+    assert (tmp_path / "bench_ft.yaml").read_text() == "models: ['x']\n"
+    # A single model of that name would shadow the bag: kept too.
+    assert create_demo_model(tmp_path, name="bench_ft", preset="demo") == (tmp_path / "bench_ft.yaml", False)
+    assert not (tmp_path / "bench_ft.th").exists()
+    output = run_command(repo=str(tmp_path), name="bench_ft", preset="demo", force=True)
+    assert "Wrote" in output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bench_ft.th"]
