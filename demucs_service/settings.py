@@ -342,6 +342,26 @@ FILE_UPLOAD_HANDLERS = [
 
 # Background work: django-q2 on the database unless Redis is configured.
 SEPARATION_WORKERS = env_int("SEPARATION_WORKERS", 1, minimum=1)
+
+
+def parse_preload_models(name: str, default: str) -> str | list[str]:
+    """installed, default, none, or a comma-separated list of SEPARATION_MODELS names."""
+    value = env_str(name, default)
+    if value.lower() in {"installed", "default", "none"}:
+        return value.lower()
+    names = [item.strip() for item in value.split(",") if item.strip()]
+    unknown = [item for item in names if item not in SEPARATION_MODELS]
+    if not names or unknown:
+        raise ImproperlyConfigured(
+            f"{name} must be installed, default, none or a comma-separated list of {', '.join(SEPARATION_MODELS)}; "
+            f"got {value!r}"
+        )
+    return names
+
+
+# Models each worker process loads right after django-q2 starts it, before its first task
+# (separation/worker_warmup.py), so no job waits for a model load.
+WORKER_PRELOAD_MODELS = parse_preload_models("WORKER_PRELOAD_MODELS", "installed")
 JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=10)
 Q_CLUSTER = {
     "name": "demucs",
