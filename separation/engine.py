@@ -22,6 +22,22 @@ written at 48 kHz and an input at a non-standard rate at the next standard rate 
 (e.g. 96 kHz -> 48 kHz, 37.8 kHz -> 44.1 kHz); `SeparationResult` reports what was written.
 An mp3 decoded again is longer than what was encoded (LAME's encoder delay and frame
 padding, no gapless header): ~1-2 frames of 1152 samples, mostly leading silence.
+
+Streaming. `separate` holds about one segment of audio, whatever the track's length: it reads
+the input twice, window by window (sphn decodes a time range; windows are joined sample-exactly,
+see _InputReader): first for the mix's length, mean and standard deviation (demucs normalises
+the whole mix), then to run demucs's own arithmetic incrementally: julius's resampling, the
+split into overlapping segments with their triangle weights, the random shifts (Python's
+`random`, drawn in apply_model's order), the bag's weights, and every (bag member, shift) pass
+in lockstep. The result equals demucs.api.Separator.separate_tensor's (within float rounding).
+Finished stems go at the output rate to raw float32 files beside the outputs (removed at the
+end), because save_audio's clip="rescale" divides by max(1.01 * peak, 1) over the whole stem;
+each is then encoded from its file block by block.
+
+Bags. Members whose weights are zero for every stem the job needs do not run (a two-stem job on
+htdemucs_ft runs its vocals model only). no_STEM is then the mix minus STEM (demucs's
+`--other-method minus`, at the model's rate); when every source is computed anyway (a single
+model, or a bag whose members all run) it is the sum of the other sources (`--other-method add`).
 """
 
 from __future__ import annotations
@@ -278,22 +294,6 @@ def load_model(name: str, config: EngineConfig):
 # Separation
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """(channels, frames) float32 samples and the samplerate; non-finite samples zeroed."""
-    try:
-        data, samplerate = sphn.read(str(path))
-    except Exception as error:
-        raise AudioDecodeError("The file could not be decoded as audio.") from error
-    data = np.asarray(data, dtype=np.float32)
-    if data.ndim == 1:
-        data = data[None]
-    if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0 or int(samplerate) <= 0:
-        raise AudioDecodeError("The file contains no audio data.")
-    if not np.isfinite(data).all():
-        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.ascontiguousarray(data), int(samplerate)
-
-
 def _sub_models(model) -> list:
     from demucs.apply import BagOfModels
 
@@ -315,85 +315,421 @@ def _effective_segment(model, segment: float | None) -> float | None:
     return segment
 
 
-class _Progress:
-    """Turns apply_model's callback dicts into a monotonic fraction in [0, share].
+# Reading the input, window by window
 
-    Work is (bag member, shift) passes, each a run of chunks at rising segment_offset;
-    within a pass the fraction is how far the chunks have reached into the audio."""
-
-    def __init__(self, report: Callable[[float], None] | None, model, config: EngineConfig, segment, share: float):
-        self.report = report
-        self.share = share
-        self.passes_per_model = max(1, config.shifts)
-        self.strides = []
-        for sub in _sub_models(model):
-            seconds = float(segment if segment is not None else sub.segment)
-            self.strides.append(max(1, int((1 - config.overlap) * int(sub.samplerate * seconds))))
-        self.total_passes = len(self.strides) * self.passes_per_model
-        self.last = 0.0
-
-    def emit(self, fraction: float) -> None:
-        if self.report is None or fraction <= self.last:
-            return
-        self.last = fraction
-        self.report(fraction)
-
-    def __call__(self, info: dict) -> None:
-        model_idx = int(info.get("model_idx_in_bag", 0))
-        shift_idx = int(info.get("shift_idx", 0))
-        length = max(1, int(info.get("audio_length", 1)))
-        reached = int(info.get("segment_offset", 0))
-        if info.get("state") == "end":
-            reached += self.strides[min(model_idx, len(self.strides) - 1)]
-        within = min(1.0, reached / length)
-        done = (model_idx * self.passes_per_model + shift_idx + within) / self.total_passes
-        # Never report the end from here: the caller reports it once everything is written.
-        self.emit(min(done, 1.0) * self.share * 0.999)
+DECODE_WINDOW_SECONDS = 20.0
+# How far from the asked sample a decoder may start after a seek (vorbis: up to a block).
+SEEK_SLACK = 8192
+ALIGN_ANCHOR = 64
+# Share of the model's progress range taken by the first pass (reading the mix for its statistics).
+STATISTICS_SHARE = 0.02
+ENCODE_BLOCK_FRAMES = 1 << 18
 
 
-def _prepare(data: np.ndarray, samplerate: int, model):
-    """The mix at the model's samplerate and channel count, as Separator._load_audio does."""
+class _InputReader:
+    """What sphn.read returns, as consecutive (channels, frames) float32 blocks decoded one window
+    at a time, non-finite samples zeroed.
+
+    sphn seeks by time, and not every codec lands on the sample it was asked for (vorbis starts
+    a block late, mp3's first frames after a seek decode differently). So each window after the
+    first is decoded again from `margin` frames before the join and placed where its samples,
+    past the decoder's warm-up, equal the previous window's exactly (wav and flac land exactly)."""
+
+    def __init__(self, path: Path):
+        try:
+            self._reader = sphn.FileReader(str(path))
+            self.samplerate = int(self._reader.sample_rate)
+            self.channels = int(self._reader.channels)
+            self.duration = float(self._reader.duration_sec)
+        except Exception as error:  # sphn raises ValueError/OSError, with Rust's message
+            raise AudioDecodeError("The file could not be decoded as audio.") from error
+        if self.samplerate <= 0 or self.channels <= 0:
+            raise AudioDecodeError("The file contains no audio data.")
+        self.window = max(1, int(DECODE_WINDOW_SECONDS * self.samplerate))
+        self.margin = max(self.samplerate, 4 * SEEK_SLACK)
+        self.frames_read = 0  # by the running blocks() iteration
+
+    def _decode(self, start: int, frames: int) -> np.ndarray:
+        rate = self.samplerate
+        try:
+            # Half a sample more: sphn floors seconds * rate, so this asks for `start` and `frames`.
+            data = self._reader.decode((start + 0.5) / rate, (frames + 0.5) / rate)
+        except Exception as error:
+            raise AudioDecodeError("The file could not be decoded as audio.") from error
+        data = np.asarray(data, dtype=np.float32)
+        if data.ndim == 1:
+            data = data[None]
+        if data.ndim != 2 or data.shape[0] != self.channels:
+            raise AudioDecodeError("The file contains no audio data.")
+        if not np.isfinite(data).all():
+            data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+        return data
+
+    def _shift(self, tail: np.ndarray, block: np.ndarray, previous: int) -> int:
+        """e such that block[:, i] == tail[:, i + e] where both hold the same samples: the window
+        starts e frames later than asked. Ambiguous content (silence, an exactly periodic signal)
+        keeps the previous window's shift."""
+        size = tail.shape[1]
+        skip = size // 2  # the decoder's warm-up after a seek
+        end = min(size - SEEK_SLACK, block.shape[1])
+        if end - skip < ALIGN_ANCHOR:
+            return previous
+        anchor = block[:, skip : skip + ALIGN_ANCHOR]
+        low, high = max(0, skip - SEEK_SLACK), min(size - ALIGN_ANCHOR, skip + SEEK_SLACK)
+        windows = np.lib.stride_tricks.sliding_window_view(tail[:, low : high + ALIGN_ANCHOR], ALIGN_ANCHOR, axis=1)
+        hits = np.flatnonzero((windows == anchor[:, None, :]).all(axis=(0, 2))) + low - skip
+        shifts = [int(e) for e in hits if np.array_equal(block[:, skip:end], tail[:, skip + e : end + e])]
+        if len(shifts) == 1:
+            return shifts[0]
+        if not shifts:
+            logger.warning("A decoded window matches none of the previous one; kept the shift %d.", previous)
+            return previous
+        return min(shifts, key=lambda e: (abs(e - previous), e))
+
+    def blocks(self):
+        self.frames_read = 0
+        requested = self.window
+        block = self._decode(0, requested)
+        tail = block[:, :0]
+        shift = 0
+        while True:
+            if tail.shape[1]:
+                shift = self._shift(tail, block, shift)
+                new = block[:, tail.shape[1] - shift :]
+            else:
+                new = block
+            if new.shape[1]:
+                self.frames_read += new.shape[1]
+                yield np.ascontiguousarray(new)
+            if block.shape[1] < requested:  # sphn stops at the end of the stream
+                return
+            tail = np.concatenate([tail, new], axis=1)[:, -self.margin :]
+            requested = tail.shape[1] + self.window
+            block = self._decode(self.frames_read - tail.shape[1], requested)
+
+
+class _Resampler:
+    """julius.resample_frac(x, old_sr, new_sr) over a signal given in consecutive blocks: the same
+    kernels, replicate padding at both ends and output length; each output sample depends on the
+    input within the kernel's reach only, so the result is the whole-signal one."""
+
+    def __init__(self, old_sr: int, new_sr: int):
+        import julius
+
+        self.identity = old_sr == new_sr
+        self.inputs = 0
+        self.outputs = 0
+        self.buffer = None  # the padded input from the next output block on
+        if not self.identity:
+            resample = julius.ResampleFrac(old_sr, new_sr)
+            self.old, self.new, self.width = resample.old_sr, resample.new_sr, resample._width
+            self.kernel = resample.kernel
+
+    def _run(self):
+        import torch
+        import torch.nn.functional as F
+
+        size = self.kernel.shape[-1]
+        length = self.buffer.shape[-1]
+        blocks = (length - size) // self.old + 1 if length >= size else 0
+        if blocks <= 0:
+            return self.buffer[..., :0]
+        used = self.buffer[..., : (blocks - 1) * self.old + size]
+        shape = used.shape[:-1]
+        ys = F.conv1d(used.reshape(-1, 1, used.shape[-1]), self.kernel.to(used), stride=self.old)
+        self.buffer = self.buffer[..., blocks * self.old :]
+        return torch.reshape(ys.transpose(1, 2), (*shape, blocks * self.new))
+
+    def feed(self, x):
+        import torch
+
+        self.inputs += x.shape[-1]
+        if self.identity or x.shape[-1] == 0:
+            self.outputs += x.shape[-1] if self.identity else 0
+            return x if self.identity else x[..., :0]
+        if self.buffer is None:  # replicate padding on the left, as julius does
+            self.buffer = torch.cat([x[..., :1].expand(*x.shape[:-1], self.width), x], dim=-1)
+        else:
+            self.buffer = torch.cat([self.buffer, x], dim=-1)
+        y = self._run()
+        self.outputs += y.shape[-1]
+        return y
+
+    def finish(self):
+        import torch
+
+        if self.identity or self.buffer is None:
+            return None
+        self.buffer = torch.cat(
+            [self.buffer, self.buffer[..., -1:].expand(*self.buffer.shape[:-1], self.width + self.old)], dim=-1
+        )
+        # julius computes the length in float32: floor(float32(new * length / old)).
+        total = int(torch.floor(torch.as_tensor(self.new * self.inputs / self.old)))
+        y = self._run()[..., : max(0, total - self.outputs)]
+        self.outputs += y.shape[-1]
+        return y
+
+
+def _mix_blocks(reader: _InputReader, model):
+    """The mix at the model's samplerate and channel count (Separator._load_audio's
+    convert_audio: channels, then julius), block by block."""
     import torch
-    from demucs.audio import convert_audio
+    from demucs.audio import convert_audio_channels
 
-    return convert_audio(torch.from_numpy(data), samplerate, model.samplerate, model.audio_channels)
+    resampler = _Resampler(reader.samplerate, model.samplerate)
+    for block in reader.blocks():
+        y = resampler.feed(convert_audio_channels(torch.from_numpy(block), model.audio_channels))
+        if y.shape[-1]:
+            yield y
+    y = resampler.finish()
+    if y is not None and y.shape[-1]:
+        yield y
 
 
-def _run_model(model, wav, *, config: EngineConfig, device: str, callback=None) -> dict:
-    """demucs.api.Separator.separate_tensor for an already converted `wav` [C, T]:
-    same normalisation, same apply_model call. Returns {source: tensor [C, T]}."""
-    from demucs.apply import apply_model
+@dataclass(frozen=True)
+class _MixStatistics:
+    input_frames: int
+    frames: int  # at the model's samplerate
+    mean: object  # float32 scalar tensors, as Separator.separate_tensor computes them
+    std: object
 
-    ref = wav.mean(0)
-    mean = ref.mean()
-    std = ref.std() + 1e-8
-    out = apply_model(
-        model,
-        ((wav - mean) / std)[None],
-        segment=_effective_segment(model, config.segment),
-        shifts=config.shifts,
-        split=True,
-        overlap=config.overlap,
-        device=device,
-        callback=callback,
-        callback_arg={"audio_length": wav.shape[1]},
+
+def _mix_statistics(reader: _InputReader, model, report: Callable[[float], None]) -> _MixStatistics:
+    """First pass: the length of the converted mix, and the mean and (unbiased) standard deviation
+    of its channel average, accumulated in float64 block by block (Chan et al.)."""
+    import torch
+
+    count, mean, m2 = 0, 0.0, 0.0
+    expected = max(1.0, reader.duration * reader.samplerate)
+    for block in _mix_blocks(reader, model):
+        ref = block.mean(0).double()
+        size = ref.numel()
+        block_mean = float(ref.mean())
+        block_m2 = float(((ref - block_mean) ** 2).sum())
+        delta = block_mean - mean
+        total = count + size
+        mean += delta * size / total
+        m2 += block_m2 + delta * delta * count * size / total
+        count = total
+        report(min(reader.frames_read / expected, 1.0))
+    std = math.sqrt(m2 / (count - 1)) if count > 1 else math.nan
+    return _MixStatistics(
+        input_frames=reader.frames_read,
+        frames=count,
+        mean=torch.tensor(mean, dtype=torch.float32),
+        std=torch.tensor(std, dtype=torch.float32) + 1e-8,
     )
-    out = out * std + mean
-    return dict(zip(model.sources, out[0], strict=True))
 
 
-def _select_stems(sources: dict, two_stems: str | None) -> dict:
-    """All sources, or (stem, no_stem) where no_stem adds the others (demucs's --other-method add)."""
+class _Mix:
+    """The converted mix through a sliding window over a second read of the file."""
+
+    def __init__(self, blocks, stats: _MixStatistics, channels: int):
+        import torch
+
+        self.blocks = blocks
+        self.stats = stats
+        self.start = 0
+        self.data = torch.zeros(channels, 0)
+
+    def _ensure(self, end: int) -> None:
+        import torch
+
+        end = min(end, self.stats.frames)
+        pieces = [self.data]
+        have = self.start + self.data.shape[-1]
+        while have < end:
+            block = next(self.blocks, None)
+            if block is None:
+                raise AudioDecodeError("The file changed while it was being read.")
+            pieces.append(block)
+            have += block.shape[-1]
+        if len(pieces) > 1:
+            self.data = torch.cat(pieces, dim=-1)
+
+    def raw(self, start: int, end: int):
+        self._ensure(end)
+        return self.data[..., start - self.start : end - self.start]
+
+    def normalised(self, start: int, length: int):
+        """(mix - mean) / std over [start, start + length), zeros outside the mix, as apply_model
+        sees the normalised mix through TensorChunk.padded."""
+        import torch
+
+        out = torch.zeros(self.data.shape[0], length)
+        low, high = max(start, 0), min(start + length, self.stats.frames)
+        if high > low:
+            out[..., low - start : high - start] = (self.raw(low, high) - self.stats.mean) / self.stats.std
+        return out
+
+    def discard_before(self, position: int) -> None:
+        if position > self.start:
+            drop = min(position - self.start, self.data.shape[-1])
+            self.data = self.data[..., drop:]
+            self.start += drop
+
+
+class _Pass:
+    """One apply_model pass of one model over the (shifted) mix: demucs's split arithmetic,
+    chunk by chunk. Pass position t is mix position t + base (base < 0: the shift's zero prefix)."""
+
+    def __init__(self, *, member: int, model, base: int, frames: int, segment, overlap: float, sources: int):
+        import torch
+
+        self.member = member
+        self.model = model
+        self.segment = segment
+        self.base = base
+        self.length = frames - base
+        seconds = segment if segment is not None else model.segment
+        self.segment_length = int(model.samplerate * seconds)
+        self.stride = int((1 - overlap) * self.segment_length)
+        self.offsets = range(0, self.length, self.stride)
+        half = self.segment_length // 2
+        weight = torch.cat([torch.arange(1, half + 1), torch.arange(self.segment_length - half, 0, -1)])
+        self.weight = weight / weight.max()  # transition_power 1
+        self.out = torch.zeros(sources, model.audio_channels, 0)
+        self.sum_weight = torch.zeros(0)
+        self.start = 0  # pass position of self.out[..., 0]
+        self.final = []  # finished output in mix positions, from the combiner's position on
+        self.final_end = 0  # mix position up to which output is finished
+
+    def chunk(self, index: int) -> tuple[int, int]:
+        """(first mix position the model sees, how many) for chunk `index`: TensorChunk.padded."""
+        from demucs.htdemucs import HTDemucs
+
+        offset = self.offsets[index]
+        length = min(self.segment_length, self.length - offset)
+        if isinstance(self.model, HTDemucs) and self.segment is not None:
+            valid = int(self.segment * self.model.samplerate)
+        elif hasattr(self.model, "valid_length"):
+            valid = self.model.valid_length(length)
+        else:
+            valid = length
+        return self.base + offset - (valid - length) // 2, valid
+
+    def add(self, index: int, out) -> None:
+        """Adds chunk `index`'s output (sources, channels, length), center-trimmed; positions before
+        the next chunk are then finished."""
+        import torch
+
+        offset = self.offsets[index]
+        length = out.shape[-1]
+        missing = offset + length - (self.start + self.out.shape[-1])
+        if missing > 0:
+            self.out = torch.cat([self.out, self.out.new_zeros(*self.out.shape[:-1], missing)], dim=-1)
+            self.sum_weight = torch.cat([self.sum_weight, self.sum_weight.new_zeros(missing)])
+        at = offset - self.start
+        self.out[..., at : at + length] += self.weight[:length] * out
+        self.sum_weight[at : at + length] += self.weight[:length]
+        done = (self.offsets[index + 1] if index + 1 < len(self.offsets) else self.length) - self.start
+        finished = self.out[..., :done] / self.sum_weight[:done]
+        self.out, self.sum_weight = self.out[..., done:], self.sum_weight[done:]
+        first = self.start + self.base  # mix position of finished[..., 0]
+        self.start += done
+        if first < 0:  # the shift's zero prefix is dropped
+            finished = finished[..., -first:]
+        if finished.shape[-1]:
+            self.final.append(finished)
+            self.final_end = self.start + self.base
+
+    def take(self, count: int):
+        import torch
+
+        whole = torch.cat(self.final, dim=-1) if len(self.final) > 1 else self.final[0]
+        self.final = [whole[..., count:]] if whole.shape[-1] > count else []
+        return whole[..., :count].clone()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    members: list[int]  # bag members that run
+    weights: list[list[float]] | None  # the bag's weights; None for a single model
+    minus: bool  # two stems: no_STEM = mix - STEM (else the sum of the other sources)
+
+
+def _plan(model, two_stems: str | None) -> _Plan:
+    """Which bag members run: those with a non-zero weight for a stem the job needs. When that
+    leaves some out, the other sources are incomplete and no_STEM is the mix minus STEM."""
+    from demucs.apply import BagOfModels
+
+    if not isinstance(model, BagOfModels):
+        return _Plan(members=[0], weights=None, minus=False)
+    weights = [list(weight) for weight in model.weights]
+    every = [index for index, weight in enumerate(weights) if any(value != 0 for value in weight)]
     if two_stems is None:
-        return dict(sources)
-    import torch
+        return _Plan(members=every, weights=weights, minus=False)
+    stem = list(model.sources).index(two_stems)
+    needed = [index for index, weight in enumerate(weights) if weight[stem] != 0]
+    return _Plan(members=needed, weights=weights, minus=needed != every)
 
-    selected = sources[two_stems]
-    rest = torch.zeros_like(selected)
-    for name, source in sources.items():
-        if name != two_stems:
-            rest += source
-    return {two_stems: selected, f"no_{two_stems}": rest}
+
+def _passes(model, plan: _Plan, *, frames: int, config: EngineConfig, segment) -> list[_Pass]:
+    """apply_model's passes, with its random shifts drawn in its order (every bag member's, even
+    the ones that do not run, so the others get the shifts demucs would give them)."""
+    import random
+
+    passes = []
+    for member, sub in enumerate(_sub_models(model)):
+        bases = [0]
+        if config.shifts:
+            max_shift = int(0.5 * sub.samplerate)
+            bases = [random.randint(0, max_shift) - max_shift for _ in range(config.shifts)]
+        if member not in plan.members:
+            continue
+        for base in bases:
+            passes.append(
+                _Pass(
+                    member=member,
+                    model=sub,
+                    base=base,
+                    frames=frames,
+                    segment=segment,
+                    overlap=config.overlap,
+                    sources=len(model.sources),
+                )
+            )
+    return passes
+
+
+def _combine(passes: list[_Pass], count: int, *, plan: _Plan, shifts: int, stats: _MixStatistics):
+    """The next `count` finished positions of every pass -> the sources [S, C, count], as
+    apply_model averages shifts and weighs bag members, and separate_tensor scales back."""
+    estimates = 0.0
+    totals = [0.0] * passes[0].out.shape[0]
+    if plan.weights is not None:
+        for weight in plan.weights:
+            for k, value in enumerate(weight):
+                totals[k] += value
+    for member in plan.members:
+        mine = [one for one in passes if one.member == member]
+        if shifts:
+            out = 0.0
+            for one in mine:
+                out += one.take(count)
+            out /= shifts
+        else:
+            out = mine[0].take(count)
+        if plan.weights is None:
+            estimates = out
+            continue
+        for k, value in enumerate(plan.weights[member]):
+            out[k] *= value
+        estimates += out
+    if plan.weights is not None:
+        for k in range(estimates.shape[0]):
+            estimates[k] /= totals[k]
+    return estimates * stats.std + stats.mean
+
+
+def _forward(model, mix, length: int, device: str):
+    """The model on one padded chunk [C, T]: the output center-trimmed to `length`, on the CPU."""
+    import torch
+    from demucs.utils import center_trim
+
+    with torch.inference_mode():
+        out = model(mix[None].to(device))
+    return center_trim(out, length)[0].to("cpu")
 
 
 def _output_samplerate(samplerate: int, output_format: str) -> int:
@@ -402,54 +738,45 @@ def _output_samplerate(samplerate: int, output_format: str) -> int:
     return next((rate for rate in MP3_SAMPLERATES if rate >= samplerate), MP3_SAMPLERATES[-1])
 
 
-def _to_output(stem, model_samplerate: int, samplerate: int, channels: int, frames: int):
-    """A stem [C, T] at the model's rate -> `channels` channels at `samplerate`, exactly `frames` long."""
-    import julius
-    import torch.nn.functional as F
-    from demucs.audio import convert_audio_channels
+class _WaveformPeaks:
+    """Per pixel column, the min and max of a mono signal given block by block; column c spans
+    frames [c * frames // width, (c + 1) * frames // width), as numpy's reduceat splits it."""
 
-    stem = convert_audio_channels(stem, channels)
-    if samplerate != model_samplerate:
-        stem = julius.resample_frac(stem, model_samplerate, samplerate)
-    if stem.shape[-1] > frames:
-        stem = stem[..., :frames]
-    elif stem.shape[-1] < frames:
-        stem = F.pad(stem, (0, frames - stem.shape[-1]))
-    return stem.contiguous()
+    def __init__(self, frames: int, width: int):
+        self.frames = frames
+        self.starts = np.minimum((np.arange(width) * frames) // width, max(frames - 1, 0))
+        self.low = np.full(width, np.inf, dtype=np.float32)
+        self.high = np.full(width, -np.inf, dtype=np.float32)
+        self.position = 0
 
+    def add(self, samples: np.ndarray) -> None:
+        begin, end = self.position, self.position + samples.shape[-1]
+        self.position = end
+        if end <= begin:
+            return
+        first = int(np.searchsorted(self.starts, begin, side="right")) - 1
+        last = int(np.searchsorted(self.starts, end - 1, side="right")) - 1
+        # Columns that start at the same frame (fewer frames than columns) each hold that one frame.
+        while first > 0 and self.starts[first - 1] == self.starts[first]:
+            first -= 1
+        columns = slice(first, last + 1)
+        local = np.maximum(self.starts[columns] - begin, 0)
+        self.low[columns] = np.minimum(self.low[columns], np.minimum.reduceat(samples, local))
+        self.high[columns] = np.maximum(self.high[columns], np.maximum.reduceat(samples, local))
 
-def _write_audio(stem, path: Path, samplerate: int, output_format: str) -> None:
-    """demucs.audio.save_audio semantics (clip="rescale", 16-bit); flac through soundfile."""
-    from demucs.audio import prevent_clip, save_audio
-
-    if output_format == "flac":
-        import soundfile
-
-        wav = prevent_clip(stem, mode="rescale")
-        # The same 16-bit conversion as demucs.audio._pcm_bytes.
-        pcm = (wav.clamp(-1, 1).t().contiguous().cpu().numpy() * (2**15 - 1)).astype("<i2")
-        soundfile.write(str(path), pcm, samplerate, subtype="PCM_16", format="FLAC")
-    else:
-        save_audio(stem, path, samplerate, bitrate=MP3_BITRATE, clip="rescale", bits_per_sample=16)
-
-
-def _waveform_peaks(samples: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel column, the min and max of `samples` (mono) in that column's span."""
-    frames = samples.shape[-1]
-    starts = np.minimum((np.arange(width) * frames) // width, frames - 1)
-    return np.minimum.reduceat(samples, starts), np.maximum.reduceat(samples, starts)
+    def peak(self) -> float:
+        return float(max(np.abs(self.low).max(initial=0.0), np.abs(self.high).max(initial=0.0)))
 
 
-def _write_waveform(stem, path: Path) -> None:
-    """A 1000x120 PNG: min/max per column of the mono mix-down, #5b3df5 on transparent."""
+def _write_waveform(low: np.ndarray, high: np.ndarray, path: Path) -> None:
+    """A 1000x120 PNG from the per-column min/max of the mono mix-down, #5b3df5 on transparent;
+    scaled to the stem's own peak, as players draw it, so quiet stems show their shape, but
+    near-silence is not blown up into a full-height band of noise."""
     from PIL import Image
 
     width, height = WAVEFORM_SIZE
-    mono = stem.mean(0).cpu().numpy().astype(np.float32)
-    # Scaled to the stem's own peak, as players draw it, so quiet stems show their shape;
-    # near-silence is not blown up into a full-height band of noise.
-    mono /= max(float(np.abs(mono).max(initial=0.0)), WAVEFORM_MIN_PEAK)
-    low, high = _waveform_peaks(mono, width)
+    scale = np.float32(max(float(max(np.abs(low).max(initial=0.0), np.abs(high).max(initial=0.0))), WAVEFORM_MIN_PEAK))
+    low, high = low / scale, high / scale
     middle = (height - 1) / 2
     top = np.floor(middle - np.clip(high, -1, 1) * middle).astype(int)
     bottom = np.ceil(middle - np.clip(low, -1, 1) * middle).astype(int)
@@ -457,6 +784,112 @@ def _write_waveform(stem, path: Path) -> None:
     pixels = np.zeros((height, width, 4), dtype=np.uint8)
     pixels[(rows >= top[None, :]) & (rows <= bottom[None, :])] = WAVEFORM_COLOR
     Image.fromarray(pixels, "RGBA").save(path, format="PNG", optimize=False)
+
+
+class _StemWriter:
+    """A stem at the model's rate, block by block -> `channels` channels at `samplerate`, exactly
+    `frames` long, as interleaved float32 in a raw file; with its peak and waveform columns."""
+
+    def __init__(self, raw: Path, *, model_samplerate: int, samplerate: int, channels: int, frames: int):
+        self.raw = raw
+        self.file = open(raw, "wb")  # noqa: SIM115 - closed in finish(); the file is removed on failure
+        self.resampler = _Resampler(model_samplerate, samplerate)
+        self.channels = channels
+        self.frames = frames
+        self.written = 0
+        self.peak = 0.0
+        self.waveform = _WaveformPeaks(frames, WAVEFORM_SIZE[0])
+
+    def _write(self, stem) -> None:
+        stem = stem[..., : self.frames - self.written]
+        if stem.shape[-1] == 0:
+            return
+        self.peak = max(self.peak, float(stem.abs().max()))
+        self.waveform.add(stem.mean(0).numpy().astype(np.float32))
+        self.file.write(stem.t().contiguous().numpy().tobytes())
+        self.written += stem.shape[-1]
+
+    def add(self, stem) -> None:
+        from demucs.audio import convert_audio_channels
+
+        self._write(self.resampler.feed(convert_audio_channels(stem, self.channels)))
+
+    def finish(self) -> None:
+        import torch
+
+        rest = self.resampler.finish()
+        if rest is not None:
+            self._write(rest)
+        if self.written < self.frames:
+            self._write(torch.zeros(self.channels, self.frames - self.written))
+        self.file.close()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _wav_header(channels: int, samplerate: int, frames: int) -> bytes:
+    """demucs.audio.encode_wav's header for 16-bit PCM."""
+    import struct
+
+    data_size = frames * channels * 2
+    fmt = struct.pack("<HHIIHH", 1, channels, samplerate, samplerate * channels * 2, channels * 2, 16)
+    riff_size = 4 + (8 + len(fmt)) + (8 + data_size)
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff_size)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_size)
+    )
+
+
+def _encode(writer: _StemWriter, path: Path, samplerate: int, output_format: str) -> None:
+    """The raw stem -> `path`, as demucs.audio.save_audio writes it (clip="rescale": divided by
+    max(1.01 * peak, 1) over the whole stem; 16-bit PCM as _pcm_bytes and i16_pcm convert it;
+    mp3 as encode_mp3), block by block; flac through soundfile (demucs's writer needs ffmpeg)."""
+    import torch
+
+    channels, frames = writer.channels, writer.frames
+    scale = max(1.01 * torch.tensor(writer.peak, dtype=torch.float32), 1)
+
+    def pcm_blocks():
+        with open(writer.raw, "rb") as raw:
+            while True:
+                data = np.fromfile(raw, dtype=np.float32, count=ENCODE_BLOCK_FRAMES * channels)
+                if data.size == 0:
+                    return
+                wav = torch.from_numpy(data.reshape(-1, channels)) / scale
+                yield (wav.clamp(-1, 1).numpy() * (2**15 - 1)).astype("<i2")
+
+    if output_format == "wav":
+        with open(path, "wb") as file:
+            file.write(_wav_header(channels, samplerate, frames))
+            for pcm in pcm_blocks():
+                file.write(pcm.tobytes())
+    elif output_format == "mp3":
+        import lameenc
+
+        encoder = lameenc.Encoder()
+        encoder.set_bit_rate(MP3_BITRATE)
+        encoder.set_in_sample_rate(samplerate)
+        encoder.set_channels(channels)
+        encoder.set_quality(2)  # save_audio's preset
+        with open(path, "wb") as file:
+            for pcm in pcm_blocks():
+                file.write(encoder.encode(pcm.tobytes()))
+            file.write(encoder.flush())
+    else:
+        import soundfile
+
+        with soundfile.SoundFile(
+            str(path), "w", samplerate=samplerate, channels=channels, subtype="PCM_16", format="FLAC"
+        ) as file:
+            for pcm in pcm_blocks():
+                file.write(pcm)
 
 
 def _safe_archive_name(name: str) -> str:
@@ -472,7 +905,6 @@ class _Outputs:
         self.created: list[Path] = []
 
     def temp_path(self, final: Path) -> Path:
-        # Keep the extension: save_audio chooses the encoder by it.
         handle, name = tempfile.mkstemp(dir=self.folder, prefix=".partial-", suffix=f"-{final.name}")
         os.close(handle)
         os.chmod(name, 0o644)  # mkstemp makes it private; the web server may run as another user
@@ -486,10 +918,109 @@ class _Outputs:
         self.created.append(final)
         return final
 
+    def discard(self, temp: Path) -> None:
+        temp.unlink(missing_ok=True)
+        self.created.remove(temp)
+
     def remove_all(self) -> None:
         for path in self.created:
             path.unlink(missing_ok=True)
         self.created.clear()
+
+
+class _Progress:
+    """A monotonic fraction: the first pass, then chunks done over all the passes that run (in
+    [0, share) together), then the files. 1.0 is reported once everything is written."""
+
+    def __init__(self, report: Callable[[float], None] | None, share: float):
+        self.report = report
+        self.share = share
+        self.last = 0.0
+
+    def emit(self, fraction: float) -> None:
+        if self.report is None or fraction <= self.last:
+            return
+        self.last = fraction
+        self.report(fraction)
+
+    def reading(self, fraction: float) -> None:
+        self.emit(STATISTICS_SHARE * fraction * self.share)
+
+    def separating(self, fraction: float) -> None:
+        self.emit((STATISTICS_SHARE + (1 - STATISTICS_SHARE) * fraction) * self.share * 0.999)
+
+
+def _stem_names(sources: list[str], two_stems: str | None) -> list[str]:
+    return list(sources) if two_stems is None else [two_stems, f"no_{two_stems}"]
+
+
+def _stems(sources, names: list[str], model_sources: list[str], two_stems: str | None, plan: _Plan, mix):
+    """The stems from the sources [S, C, T]: all of them, or (STEM, no_STEM) where no_STEM adds
+    the other sources (demucs's --other-method add) or, when they were not all computed, is the
+    mix minus STEM (--other-method minus)."""
+    import torch
+
+    if two_stems is None:
+        return dict(zip(names, sources, strict=True))
+    index = model_sources.index(two_stems)
+    selected = sources[index]
+    if plan.minus:
+        rest = mix - selected
+    else:
+        rest = torch.zeros_like(selected)
+        for k, source in enumerate(sources):
+            if k != index:
+                rest += source
+    return {two_stems: selected, f"no_{two_stems}": rest}
+
+
+def _separate_into(
+    writers: dict[str, _StemWriter],
+    *,
+    reader: _InputReader,
+    model,
+    stats: _MixStatistics,
+    plan: _Plan,
+    passes: list[_Pass],
+    config: EngineConfig,
+    device: str,
+    two_stems: str | None,
+    tracker: _Progress,
+) -> None:
+    """Second pass: every pass of every running model over the mix in lockstep, chunk by chunk
+    in order of position, so only about a segment of audio is held; finished positions are
+    combined and handed to the writers."""
+    import heapq
+
+    mix = _Mix(_mix_blocks(reader, model), stats, model.audio_channels)
+    queue = [(one.chunk(0)[0], number, 0) for number, one in enumerate(passes) if len(one.offsets)]
+    heapq.heapify(queue)
+    total = sum(len(one.offsets) for one in passes)
+    done = 0
+    combined = 0
+    names = list(writers)
+    while queue:
+        _, number, index = heapq.heappop(queue)
+        one = passes[number]
+        start, length = one.chunk(index)
+        chunk_length = min(one.segment_length, one.length - one.offsets[index])
+        out = _forward(one.model, mix.normalised(start, length), chunk_length, device)
+        one.add(index, out)
+        if index + 1 < len(one.offsets):
+            heapq.heappush(queue, (one.chunk(index + 1)[0], number, index + 1))
+        done += 1
+        ready = min(p.final_end for p in passes)
+        if ready > combined:
+            sources = _combine(passes, ready - combined, plan=plan, shifts=config.shifts, stats=stats)
+            raw = mix.raw(combined, ready) if plan.minus else None
+            stems = _stems(sources, names, list(model.sources), two_stems, plan, raw)
+            for name, writer in writers.items():
+                writer.add(stems[name])
+            combined = ready
+        mix.discard_before(min([combined] + [item[0] for item in queue]))
+        tracker.separating(done / total)
+    if combined != stats.frames:
+        raise EngineError("The separation did not cover the whole track.")
 
 
 def separate(
@@ -511,9 +1042,7 @@ def separate(
         raise EngineError(f"Unknown output format {output_format!r}: use {', '.join(OUTPUT_FORMATS)}.")
     if progress is not None:
         progress(0.0)  # a heartbeat before decoding and loading the model, which can take a while
-    data, samplerate = _decode(Path(input_path))
-    if data.shape[1] < MIN_SECONDS * samplerate:
-        raise AudioDecodeError(f"The audio is too short to separate (under {MIN_SECONDS:g} s).")
+    reader = _InputReader(Path(input_path))
     model = load_model(model_name, config)
     if two_stems is not None and two_stems not in model.sources:
         raise EngineError(
@@ -521,38 +1050,64 @@ def separate(
         )
     device = resolve_device(config.device)
     segment = _effective_segment(model, config.segment)
-    tracker = _Progress(progress, model, config, segment, SEPARATION_SHARE)
+    tracker = _Progress(progress, SEPARATION_SHARE)
 
-    in_channels, in_frames = data.shape
-    wav = _prepare(data, samplerate, model)
-    del data
-    sources = _run_model(model, wav, config=config, device=device, callback=tracker)
-    del wav
-    stems = _select_stems(sources, two_stems)
-    del sources
+    stats = _mix_statistics(reader, model, tracker.reading)
+    if stats.input_frames == 0:
+        raise AudioDecodeError("The file contains no audio data.")
+    if stats.input_frames < MIN_SECONDS * reader.samplerate:
+        raise AudioDecodeError(f"The audio is too short to separate (under {MIN_SECONDS:g} s).")
+    plan = _plan(model, two_stems)
+    passes = _passes(model, plan, frames=stats.frames, config=config, segment=segment)
 
-    out_samplerate = _output_samplerate(samplerate, output_format)
-    out_channels = 1 if in_channels == 1 else 2
-    out_frames = in_frames if out_samplerate == samplerate else round(in_frames * out_samplerate / samplerate)
+    out_samplerate = _output_samplerate(reader.samplerate, output_format)
+    out_channels = 1 if reader.channels == 1 else 2
+    in_frames = stats.input_frames
+    out_frames = (
+        in_frames if out_samplerate == reader.samplerate else round(in_frames * out_samplerate / reader.samplerate)
+    )
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     archive = _safe_archive_name(archive_name)
     outputs = _Outputs(output_dir)
+    writers: dict[str, _StemWriter] = {}
     stem_paths: dict[str, Path] = {}
     waveform_paths: dict[str, Path] = {}
     try:
-        for index, (name, stem) in enumerate(stems.items()):
-            stem = _to_output(stem, model.samplerate, out_samplerate, out_channels, out_frames)
+        for name in _stem_names(model.sources, two_stems):
+            writers[name] = _StemWriter(
+                outputs.temp_path(output_dir / f"{name}.f32"),
+                model_samplerate=model.samplerate,
+                samplerate=out_samplerate,
+                channels=out_channels,
+                frames=out_frames,
+            )
+        _separate_into(
+            writers,
+            reader=reader,
+            model=model,
+            stats=stats,
+            plan=plan,
+            passes=passes,
+            config=config,
+            device=device,
+            two_stems=two_stems,
+            tracker=tracker,
+        )
+        for writer in writers.values():
+            writer.finish()
+        for index, (name, writer) in enumerate(writers.items()):
             final = output_dir / f"{name}.{output_format}"
             temp = outputs.temp_path(final)
-            _write_audio(stem, temp, out_samplerate, output_format)
+            _encode(writer, temp, out_samplerate, output_format)
             stem_paths[name] = outputs.commit(temp, final)
+            outputs.discard(writer.raw)
             final = output_dir / f"{name}.png"
             temp = outputs.temp_path(final)
-            _write_waveform(stem, temp)
+            _write_waveform(writer.waveform.low, writer.waveform.high, temp)
             waveform_paths[name] = outputs.commit(temp, final)
-            tracker.emit(SEPARATION_SHARE + (1 - SEPARATION_SHARE) * 0.9 * (index + 1) / len(stems))
+            tracker.emit(SEPARATION_SHARE + (1 - SEPARATION_SHARE) * 0.9 * (index + 1) / len(writers))
         zip_final = output_dir / f"{archive}.zip"
         temp = outputs.temp_path(zip_final)
         with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as bundle:
@@ -561,6 +1116,8 @@ def separate(
         zip_path = outputs.commit(temp, zip_final)
         tracker.emit(1.0)
     except BaseException:
+        for writer in writers.values():
+            writer.close()
         outputs.remove_all()
         raise
     return SeparationResult(

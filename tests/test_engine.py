@@ -221,9 +221,17 @@ def test_waveform_png(tmp_path, config):
 
 def test_waveform_peaks_are_min_and_max_per_column():
     samples = np.array([0, 1, -1, 0.5, 0.2, -0.3, 0.9, 0.1], dtype=np.float32)
-    low, high = engine._waveform_peaks(samples, 4)
-    assert low.tolist() == pytest.approx([0, -1, -0.3, 0.1])
-    assert high.tolist() == pytest.approx([1, 0.5, 0.2, 0.9])
+    for blocks in ([samples], [samples[:3], samples[3:4], samples[4:]]):  # given whole or in blocks
+        peaks = engine._WaveformPeaks(len(samples), 4)
+        for block in blocks:
+            peaks.add(block)
+        assert peaks.low.tolist() == pytest.approx([0, -1, -0.3, 0.1])
+        assert peaks.high.tolist() == pytest.approx([1, 0.5, 0.2, 0.9])
+    # Fewer frames than columns: as numpy's reduceat, a column holds the frame it starts at.
+    peaks = engine._WaveformPeaks(3, 5)
+    peaks.add(np.array([0.5, -0.25, 1.0], dtype=np.float32))
+    assert peaks.low.tolist() == pytest.approx([0.5, 0.5, -0.25, -0.25, 1.0])
+    assert peaks.high.tolist() == pytest.approx([0.5, 0.5, -0.25, -0.25, 1.0])
 
 
 @pytest.mark.parametrize(
@@ -338,7 +346,7 @@ def test_unknown_format_is_refused(tmp_path, config):
 
 
 def test_equals_demucs_separator(tmp_path, demo_model_repo):
-    """The engine's model call is Separator.separate_tensor, and the files hold its result."""
+    """The files hold what Separator.separate_tensor returns (the engine streams; demucs holds it all)."""
     from demucs.api import Separator
 
     song = make_song(tmp_path, seconds=5.0)
@@ -346,13 +354,7 @@ def test_equals_demucs_separator(tmp_path, demo_model_repo):
     separator = Separator(model="demo", repo=demo_model_repo, device="cpu", shifts=0)
     wav = separator._load_audio(song)  # sphn + convert_audio, as the demucs CLI reads it
     _, expected = separator.separate_tensor(wav, separator.samplerate)
-
-    model = engine.load_model("demo", config)
-    data, samplerate = engine._decode(song)
-    ours = engine._run_model(model, engine._prepare(data, samplerate, model), config=config, device="cpu")
-    assert list(ours) == list(expected) == SOURCES
-    for name in SOURCES:
-        assert float((ours[name] - expected[name]).abs().max()) < 1e-4
+    assert list(expected) == SOURCES
 
     result = separate(song, tmp_path / "out", config)
     for name in SOURCES:
@@ -432,7 +434,9 @@ def test_waveform_is_scaled_to_the_stem_peak(tmp_path):
 
     quiet = torch.from_numpy(tones(1.0, 44100, 2).T.copy()) * 0.2  # peaks near 0.06
     path = tmp_path / "quiet.png"
-    engine._write_waveform(quiet, path)
+    peaks = engine._WaveformPeaks(quiet.shape[-1], 1000)
+    peaks.add(quiet.mean(0).numpy())
+    engine._write_waveform(peaks.low, peaks.high, path)
     with Image.open(path) as image:
         drawn_rows = np.flatnonzero((np.asarray(image)[..., 3] > 0).any(axis=1))
     assert drawn_rows.max() - drawn_rows.min() > 100  # close to the full 120 px height
