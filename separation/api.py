@@ -1,4 +1,5 @@
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.urls import reverse
@@ -59,6 +60,38 @@ class JobOutput(serializers.Serializer):
     @extend_schema_field(StemOutput(many=True))
     def get_stem_files(self, job) -> list[dict]:
         return [{"name": name, "url": self._url("api-download-stem", job.pk, name)} for name in job.stem_names]
+
+    def to_representation(self, job) -> dict:
+        """What the declared fields give (tests/test_list_query_counts.py compares the two), written out:
+        DRF copies every declared field for each serializer it makes, which was a fifth of the cost
+        of `GET /api/status/<id>`, the endpoint clients poll (bench/web.py). One reverse() for all the
+        URLs: a stem's is its job's download URL and /<stem> (the api-download-stem route)."""
+        names = job.stem_names
+        download_url = self._url("api-download", job.pk) if job.zip_file or names else None
+        return {
+            "job_id": str(job.id),
+            "status": str(job.status),
+            "progress": int(job.progress),
+            "filename": str(job.original_filename),
+            "model": str(job.model),
+            "stems": str(job.stem_mode),
+            "format": str(job.output_format),
+            "cost": _COST.to_representation(job.cost),
+            "duration_seconds": float(job.duration_seconds),
+            "created_at": _TIME.to_representation(job.created_at),
+            "started_at": None if job.started_at is None else _TIME.to_representation(job.started_at),
+            "finished_at": None if job.finished_at is None else _TIME.to_representation(job.finished_at),
+            "error": str(job.error),
+            "download_url": download_url if job.zip_file else None,
+            "stem_files": [{"name": name, "url": f"{download_url}/{quote(name, safe=PATH_SAFE)}"} for name in names],
+        }
+
+
+# Unbound fields formatting values as the declared ones do (JobOutput.to_representation), and the
+# characters reverse() leaves unquoted in a path.
+PATH_SAFE = "!$&'()*+,;=~:@"
+_COST = serializers.DecimalField(max_digits=10, decimal_places=2)
+_TIME = serializers.DateTimeField()
 
 
 class UploadInput(serializers.Serializer):

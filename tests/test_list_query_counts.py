@@ -169,3 +169,23 @@ def test_the_lists_show_the_rows(user):
     assert history["count"] == MANY and len(history["results"]) == 20
     completed = next(job for job in jobs["results"] if job["status"] == "COMPLETED")
     assert completed["download_url"] and [stem["name"] for stem in completed["stem_files"]] == ["drums", "vocals"]
+
+
+@pytest.mark.parametrize("stems", [[], ["drums", "vocals"], ["no_vocals", "gu itar", "a+b", "ü"]])
+@pytest.mark.parametrize("zip_file", ["", "x/stems.zip"])
+def test_job_output_written_out_is_what_its_declared_fields_give(user, rf, stems, zip_file):
+    """JobOutput.to_representation skips DRF's per-serializer field copies (the status endpoint is
+    polled); it must still say exactly what the declared fields, which the schema shows, say."""
+    from rest_framework import serializers
+    from rest_framework.request import Request
+
+    from separation.api import JobOutput
+
+    add_jobs(user, 3)
+    request = Request(rf.get("/api/jobs"))
+    for job in Job.objects.filter(user=user):
+        job.stems = [{"name": name, "file": f"x/{name}.wav", "waveform": f"x/{name}.png"} for name in stems]
+        job.zip_file = zip_file
+        fast = JobOutput(job, context={"request": request}).data
+        declared = serializers.Serializer.to_representation(JobOutput(job, context={"request": request}), job)
+        assert fast == dict(declared)
