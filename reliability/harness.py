@@ -33,6 +33,7 @@ CLEARED_ENV = (
     "REDIS_URL",
     "SECURE_SSL_REDIRECT",
     "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
     "SESSION_COOKIE_SECURE",
     "CSRF_COOKIE_SECURE",
     "NUM_PROXIES",
@@ -194,7 +195,8 @@ def server_env(**env: str) -> dict[str, str]:
     return child_env
 
 
-def _start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def start_process(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """`command` in the repository, its output in `log_path`, in a process group of its own."""
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             command,
@@ -205,6 +207,41 @@ def _start(command: list[str], env: dict[str, str], log_path: Path) -> subproces
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped with its children
         )
+
+
+def collect_static(static_root: Path, env: dict[str, str]) -> None:
+    """`collectstatic` into `static_root`: with DEBUG=0 every page's {% static %} needs the
+    manifest (as deploy/ runs it before the service starts)."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=REPO_ROOT,
+        env={**env, "STATIC_ROOT": str(static_root)},
+        check=True,
+        timeout=300,
+    )
+
+
+def start_gunicorn(
+    *, port: int, env: dict[str, str], log_path: Path, workers: int, threads: int, extra_args: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """gunicorn serving demucs_service.wsgi on 127.0.0.1:`port` (stop it with stop_group)."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "demucs_service.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--timeout",
+        "120",
+        "--no-control-socket",  # its default path is shared by every gunicorn of this user
+        *extra_args,
+    ]
+    return start_process(command, env, log_path)
 
 
 @contextmanager
@@ -219,8 +256,10 @@ def running_stack(
     separation_workers: int = 2,
     max_upload_mb: int = 20,
     extra_env: dict[str, str] | None = None,
+    static_root: Path | None = None,
 ) -> Iterator[Stack]:
-    """gunicorn and a qcluster on `database_url` (already migrated), files under `root`."""
+    """gunicorn and a qcluster on `database_url` (already migrated), files under `root`;
+    static files collected into root/static unless `static_root` holds them already."""
     port = free_port()
     media, tmp_dir, logs = root / "media", root / "tmp", root / "logs"
     for folder in (media, tmp_dir, logs):
@@ -232,7 +271,7 @@ def running_stack(
         ALLOWED_HOSTS="127.0.0.1,localhost",
         MEDIA_ROOT=str(media),
         DATA_DIR=str(root / "data"),
-        STATIC_ROOT=str(root / "static"),
+        STATIC_ROOT=str(static_root or root / "static"),
         DEMUCS_MODEL_REPO=str(model_repo),
         DEMUCS_DEVICE="cpu",
         SEPARATION_WORKERS=str(separation_workers),
@@ -240,8 +279,7 @@ def running_stack(
         STRIPE_SECRET_KEY=STRIPE_SECRET_KEY,
         STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
         TMPDIR=str(tmp_dir),
-        LOG_LEVEL="INFO",
-        **(extra_env or {}),
+        **{"LOG_LEVEL": "INFO", **(extra_env or {})},
     )
     stack = Stack(
         base_url=f"http://127.0.0.1:{port}",
@@ -253,28 +291,16 @@ def running_stack(
         env=env,
     )
     try:
+        if static_root is None:
+            collect_static(root / "static", env)
         stack.logs["gunicorn"] = logs / "gunicorn.log"
-        stack.processes["gunicorn"] = _start(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "demucs_service.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(web_workers),
-                "--threads",
-                str(web_threads),
-                "--timeout",
-                "120",
-                "--no-control-socket",
-            ],
-            env,
-            stack.logs["gunicorn"],
+        stack.processes["gunicorn"] = start_gunicorn(
+            port=port, env=env, log_path=stack.logs["gunicorn"], workers=web_workers, threads=web_threads
         )
         stack.logs["qcluster"] = logs / "qcluster.log"
-        stack.processes["qcluster"] = _start([sys.executable, "manage.py", "qcluster"], env, stack.logs["qcluster"])
+        stack.processes["qcluster"] = start_process(
+            [sys.executable, "manage.py", "qcluster"], env, stack.logs["qcluster"]
+        )
 
         def up() -> bool:
             stack.alive()

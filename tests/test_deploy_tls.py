@@ -3,9 +3,10 @@ on the test database behind Debian's Caddy with its own local CA (`tls internal`
 with curl over HTTPS. Django trusts the proxy's scheme (BEHIND_TLS_PROXY), so it sends HSTS,
 Secure cookies, and accepts a login form posted from the HTTPS origin.
 
-Caddy runs the committed deploy/Caddyfile.local-test (which imports deploy/app.caddy, the
-site block deploy/Caddyfile uses for a real domain), with HOME and XDG_* in tmp so that its
-CA, certificates and state belong to the test."""
+gunicorn starts as the reliability suite starts it (reliability/harness.py). Caddy runs the
+committed deploy/Caddyfile.local-test (which imports deploy/app.caddy, the site block
+deploy/Caddyfile uses for a real domain), with HOME and XDG_* in tmp so that its CA,
+certificates and state belong to the test."""
 
 from __future__ import annotations
 
@@ -13,40 +14,19 @@ import json
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from reliability.harness import free_port
+from reliability.harness import collect_static, free_port, server_env, start_gunicorn, start_process, stop_group
 from tests import e2e
-from tests.e2e import REPO_ROOT, stop_cluster, wait_until
+from tests.e2e import REPO_ROOT, wait_until
 from tests.factories import UserFactory
 
 SECRET_KEY = "deploy-tls-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "a-long-tls-test-password-42"
-# Settings the servers must not inherit from the test runner's environment.
-CLEARED_ENV = (
-    "DJANGO_SETTINGS_MODULE",
-    "REDIS_URL",
-    "SECURE_SSL_REDIRECT",
-    "SECURE_HSTS_SECONDS",
-    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
-    "SESSION_COOKIE_SECURE",
-    "CSRF_COOKIE_SECURE",
-    "NUM_PROXIES",
-    "JOB_STALE_SECONDS",
-    "JOB_MAX_ATTEMPTS",
-    "JOB_REQUEUE_SECONDS",
-)
-
-
-def server_env(**env: str) -> dict[str, str]:
-    child_env = {key: value for key, value in os.environ.items() if key not in CLEARED_ENV}
-    child_env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", **env)
-    return child_env
 
 
 @dataclass
@@ -103,27 +83,8 @@ class Stack:
 def static_root(tmp_path_factory) -> Path:
     """collectstatic once for the module: DEBUG=0 serves the manifest's hashed files."""
     root = tmp_path_factory.mktemp("staticfiles")
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
-        cwd=REPO_ROOT,
-        env=server_env(DEBUG="0", SECRET_KEY=SECRET_KEY, STATIC_ROOT=str(root)),
-        check=True,
-        timeout=300,
-    )
+    collect_static(root, server_env(DEBUG="0", SECRET_KEY=SECRET_KEY))
     return root
-
-
-def start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped with its workers
-        )
 
 
 @pytest.fixture
@@ -134,23 +95,9 @@ def tls_stack(transactional_db, static_root, tmp_path):
     processes: list[subprocess.Popen] = []
     try:
         processes.append(
-            start(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "demucs_service.wsgi",
-                    "--bind",
-                    f"127.0.0.1:{gunicorn_port}",
-                    "--workers",
-                    "2",
-                    "--threads",
-                    "4",
-                    "--access-logfile",
-                    "-",
-                    "--no-control-socket",  # its default path is shared by every gunicorn of this user
-                ],
-                server_env(
+            start_gunicorn(
+                port=gunicorn_port,
+                env=server_env(
                     DATABASE_URL=e2e.database_url(),
                     DEBUG="0",
                     SECRET_KEY=SECRET_KEY,
@@ -163,12 +110,15 @@ def tls_stack(transactional_db, static_root, tmp_path):
                     MEDIA_ROOT=str(tmp_path / "media"),
                     DEMUCS_MODEL_REPO=str(tmp_path / "models"),
                 ),
-                logs["gunicorn"],
+                log_path=logs["gunicorn"],
+                workers=2,
+                threads=4,
+                extra_args=("--access-logfile", "-"),
             )
         )
         caddy_home = tmp_path / "caddy"
         processes.append(
-            start(
+            start_process(
                 ["caddy", "run", "--config", str(REPO_ROOT / "deploy/Caddyfile.local-test"), "--adapter", "caddyfile"],
                 {
                     "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -195,7 +145,7 @@ def tls_stack(transactional_db, static_root, tmp_path):
         yield stack
     finally:
         for process in reversed(processes):
-            stop_cluster(process)  # SIGTERM the process group, SIGKILL what is left
+            stop_group(process)  # SIGTERM the process group, SIGKILL what is left
         for name, path in logs.items():
             if path.exists():
                 print(f"\n--- {name} ---\n{path.read_text(errors='replace')[-3000:]}")
