@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from dataclasses import replace
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--separation-workers", type=int, default=2)
     parser.add_argument("--only", help="comma-separated scenario names (e.g. sigkill,postgres)")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown here")
+    parser.add_argument("--logs", type=Path, help="copy the servers' logs into this folder at the end")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demucs_service.settings")
@@ -53,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
             max_upload_mb=sizes.max_upload_mb,
         ) as stack:
             print(f"[reliability] gunicorn {args.web_workers}x{args.web_threads} and a qcluster on {stack.base_url}")
-            rows = run_all(stack, sizes, only=set(args.only.split(",")) if args.only else None)
+            try:
+                rows = run_all(stack, sizes, only=set(args.only.split(",")) if args.only else None)
+            finally:
+                if args.logs:
+                    args.logs.mkdir(parents=True, exist_ok=True)
+                    for log in Path(tmp).glob("**/logs/*.log"):
+                        shutil.copy(log, args.logs / f"{log.parent.parent.name}-{log.name}")
     print()
     print(table(rows))
     if args.markdown:
