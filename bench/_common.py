@@ -1,0 +1,221 @@
+"""Plumbing for bench/separation.py: test audio, the bench database, qcluster processes, tables.
+
+Nothing here runs torch: the benchmark's driver process only talks to Django, the database and
+its subprocesses (a qcluster, the bare demucs runner, the demucs CLI), each started with
+fork+exec, so the driver never holds torch state a child could inherit (DESIGN.md, Fork safety).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLERATE = 44100
+
+
+# --- audio ------------------------------------------------------------------------------
+
+
+def write_test_audio(path: Path, seconds: float, *, samplerate: int = SAMPLERATE, seed: int = 0) -> Path:
+    """A seeded stereo 16-bit wav, written in 10 s blocks (an hour needs no hour in memory):
+    a few slowly swelling partials per channel, a pulse every half second and a little noise,
+    so every stem of an untrained model gets something to chew on."""
+    import soundfile
+
+    path = Path(path)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.partial")
+    rng = np.random.default_rng(seed)
+    partials = rng.uniform(55, 2000, size=(2, 6))
+    frames = int(round(seconds * samplerate))
+    block = 10 * samplerate
+    with soundfile.SoundFile(temp, "w", samplerate=samplerate, channels=2, subtype="PCM_16", format="WAV") as out:
+        for start in range(0, frames, block):
+            t = np.arange(start, min(start + block, frames)) / samplerate
+            swell = 0.5 + 0.5 * np.sin(2 * np.pi * 0.05 * t)
+            pulse = np.exp(-40 * (t % 0.5))
+            columns = []
+            for channel in range(2):
+                tones = sum(np.sin(2 * np.pi * f * t) for f in partials[channel]) / len(partials[channel])
+                noise = rng.standard_normal(len(t))
+                columns.append(0.3 * swell * tones + 0.2 * pulse * noise + 0.02 * noise)
+            out.write(np.stack(columns, axis=1).astype(np.float32))
+    os.replace(temp, path)
+    return path
+
+
+# --- the bench database -----------------------------------------------------------------
+
+
+def recreate_database(url: str) -> None:
+    """Drop and create the PostgreSQL database `url` names (a bench database, never the product's)."""
+    import urllib.parse
+
+    import psycopg
+
+    parts = urllib.parse.urlsplit(url)
+    name = urllib.parse.unquote(parts.path.lstrip("/"))
+    if not name.startswith("demucs_bench"):
+        raise SystemExit(f"Refusing to recreate {name!r}: the bench database's name must start with demucs_bench")
+    admin_url = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+
+# --- qcluster ---------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """A real `manage.py qcluster` in its own session (so the group is stopped at once)."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen | None = None
+    _log_file: object = field(default=None, repr=False)
+
+    def start(self) -> Cluster:
+        self._log_file = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 300) -> list[re.Match]:
+        """The first `count` matches of `pattern` in the log, waiting for them."""
+        regex = re.compile(pattern)
+
+        def found():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"qcluster exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            matches = list(regex.finditer(self.log()))
+            return matches if len(matches) >= count else None
+
+        return wait_until(found, timeout=timeout, what=f"{pattern!r} in {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=grace)
+                if sig == signal.SIGTERM:
+                    os.killpg(self.process.pid, signal.SIGKILL)  # workers that outlived it
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                pass
+            break
+        self._log_file.close()
+        self.process = None
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def peak_rss_mib(pid: int) -> tuple[float, float]:
+    """(VmHWM, VmRSS) of a live process in MiB: its peak and current resident memory."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields["VmHWM"], fields["VmRSS"]
+
+
+# --- figures ----------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> str:
+    """`median s (min-max, n runs)`."""
+    return f"{median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f}, {len(values)} runs)"
+
+
+@dataclass
+class Row:
+    goal: str
+    measured: str
+    ratio: float | None
+    target: float | None
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.ratio is None or self.target is None:
+            return "-"
+        return "PASS" if self.ratio <= self.target else "FAIL"
+
+
+def print_table(title: str, rows: list[Row], command: list[str]) -> None:
+    print()
+    print(f"== {title}")
+    print(f"command: {shlex.join(command)}")
+    headers = ("goal", "measured", "ratio", "target", "result")
+    cells = [
+        (
+            row.goal,
+            row.measured,
+            "-" if row.ratio is None else f"{row.ratio:.3f}",
+            "-" if row.target is None else f"<= {row.target:g}",
+            row.verdict,
+        )
+        for row in rows
+    ]
+    widths = [max(len(headers[i]), *(len(cell[i]) for cell in cells)) for i in range(len(headers))]
+    print("  ".join(header.ljust(width) for header, width in zip(headers, widths, strict=True)))
+    print("  ".join("-" * width for width in widths))
+    for row, cell in zip(rows, cells, strict=True):
+        print("  ".join(value.ljust(width) for value, width in zip(cell, widths, strict=True)))
+        if row.note:
+            print(f"    {row.note}")
+    sys.stdout.flush()
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]

@@ -1,0 +1,670 @@
+"""Separation speed and memory (issue 5, goals 1-5), measured side by side on this machine.
+
+Every figure is a ratio of two things measured in the same run, interleaved, medians of
+--runs runs. A "service job" is the real thing: the job is created through the upload path
+(upload_validate + job_create: the file stored, the job charged and queued) and run by a real
+`manage.py qcluster` worker; its time is the job's own timestamps, created_at (the upload
+accepted) -> finished_at (COMPLETED), so polling adds nothing. "Warm" means the worker has run
+a job before (and preloaded its model at start).
+
+    python bench/separation.py overhead --model htdemucs --minutes 3 --runs 3   # goal 1
+    python bench/separation.py cli      --model htdemucs --minutes 3 --runs 3   # goal 2
+    python bench/separation.py cold     --model htdemucs --minutes 3 --runs 3   # goal 3
+    python bench/separation.py rss      --model htdemucs --minutes 3 --long-minutes 60  # goal 4
+    python bench/separation.py stems    --model htdemucs_ft --minutes 3 --runs 3  # goal 5
+    python bench/separation.py all      --minutes 3 --runs 3                     # 1-5
+    python bench/separation.py overhead --model demo --minutes 0.25 --runs 2    # a quick check
+
+Goals: (1) warm job / bare demucs apply_model on the same decoded audio, model and settings
+<= 1.10, with where the rest goes; (2) warm job / `python -m demucs --repo DIR -n MODEL` on the
+same file and settings <= 0.85; (3) first job after a worker starts / warm job <= 1.05, one
+model load per worker; (4) peak worker RSS, 60-minute track / 3-minute track <= 1.5 (the
+full-size model needs ~0.75 s of CPU per second of audio here: 60 minutes is ~45 minutes of
+compute, so the default long track is 10 minutes and the table says what was measured);
+(5) two-stem job / four-stem job on an htdemucs_ft-like bag <= 0.35.
+
+Models are untrained, of real size: `create_demo_model --preset htdemucs|htdemucs_ft` written
+under the names the service offers into a model folder of the bench's own (--workdir). The
+bench uses its own PostgreSQL database (--database-url, recreated on each run), a fresh
+MEDIA_ROOT, and seeded test audio generated once into --workdir. Keep the machine quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+# Run as a script: the repository root instead of bench/ (whose separation.py would shadow the app).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench._common import (  # noqa: E402
+    REPO_ROOT,
+    Cluster,
+    Row,
+    load_average,
+    median,
+    peak_rss_mib,
+    print_table,
+    recreate_database,
+    spread,
+    wait_until,
+    write_test_audio,
+)
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/demucs_bench_separation"
+DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "demucs-bench-separation"
+PRESET_OF = {"demo": "demo", "htdemucs": "htdemucs", "htdemucs_ft": "htdemucs_ft"}
+WARM_LINE = r"Worker \S+ \(pid (\d+)\) loaded the model '{model}' in ([\d.]+) s before its first task"
+NO_PRELOAD_LINE = r"Worker \S+ \(pid (\d+)\) preloads no models"
+TASK_LOAD_LINE = r"Worker pid (\d+) loaded (\d+) model\(s\) while running task"
+
+
+# ---------------------------------------------------------------------------------------
+# Set-up: models, audio, the environment shared by the driver and the qcluster
+
+
+class Bench:
+    """One benchmark run: its folders, its database, its environment."""
+
+    def __init__(self, args):
+        self.args = args
+        self.workdir = Path(args.workdir)
+        self.models = self.workdir / "models"
+        self.run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._mkdir(self.workdir / "runs")))
+        self.media = self._mkdir(self.run_dir / "media")
+        self.logs = self._mkdir(self.run_dir / "logs")
+        self.secret = secrets.token_urlsafe(40)
+        self.clusters = 0
+
+    @staticmethod
+    def _mkdir(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        args = self.args
+        env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "SENTRY_DSN", "EMAIL_URL")}
+        env.update(
+            DJANGO_SETTINGS_MODULE="demucs_service.settings",
+            DATABASE_URL=args.database_url,
+            DEBUG="0",
+            SECRET_KEY=self.secret,
+            DATA_DIR=str(self.run_dir / "data"),
+            MEDIA_ROOT=str(self.media),
+            DEMUCS_MODEL_REPO=str(self.models),
+            DEMUCS_DEVICE="cpu",
+            DEMUCS_SHIFTS=str(args.shifts),
+            DEMUCS_OVERLAP=str(args.overlap),
+            DEMUCS_SEGMENT="" if args.segment is None else str(args.segment),
+            SEPARATION_WORKERS="1",
+            WORKER_PRELOAD_MODELS="installed",
+            MAX_UPLOAD_MB="100000",
+            MAX_DURATION_MINUTES="1000",
+            JOB_TIMEOUT_SECONDS=str(24 * 3600),
+            JOB_STALE_SECONDS=str(24 * 3600),
+            JOB_REQUEUE_SECONDS=str(24 * 3600),
+            HF_HUB_OFFLINE="1",
+            LOG_LEVEL="INFO",
+            LOG_FORMAT="text",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(overrides)
+        return env
+
+    def setup_django(self) -> None:
+        """Configure this (driver) process: the bench database, freshly migrated."""
+        os.environ.update(self.env(LOG_LEVEL="WARNING"))
+        recreate_database(self.args.database_url)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+
+    def ensure_model(self, name: str) -> None:
+        from separation.management.commands.create_demo_model import create_demo_model
+
+        path, written = create_demo_model(self.models, name=name, preset=PRESET_OF[name])
+        print(f"model {name}: {'wrote' if written else 'using'} {path}", flush=True)
+
+    def audio(self, minutes: float) -> Path:
+        path = self.workdir / "audio" / f"test-{minutes:g}min.wav"
+        if not path.exists():
+            print(f"writing {minutes:g} minutes of test audio to {path}", flush=True)
+        return write_test_audio(path, minutes * 60, seed=0)
+
+    def cluster(self, model: str, preload: str | None = None) -> Cluster:
+        """A qcluster with one worker preloading `model` (or `preload`: none, ...)."""
+        self.clusters += 1
+        log = self.logs / f"qcluster-{self.clusters}.log"
+        return Cluster(env=self.env(WORKER_PRELOAD_MODELS=preload or model), log_path=log)
+
+    def wait_warm(self, cluster: Cluster, model: str, preload: str | None = None) -> int:
+        """Wait for the worker's start-up (its preload) to end; its pid."""
+        timeout = self.args.start_timeout
+        if preload == "none":
+            match = cluster.wait_for(NO_PRELOAD_LINE, timeout=timeout)[0]
+        else:
+            match = cluster.wait_for(WARM_LINE.format(model=re.escape(model)), timeout=timeout)[0]
+        cluster.wait_for(r"Q Cluster .* running", timeout=timeout)
+        return int(match.group(1))
+
+
+# ---------------------------------------------------------------------------------------
+# Service jobs
+
+
+def db_retry(function, seconds: float = 60):
+    """function(), again after a dropped connection (a restarted database server) for a while."""
+    from django.db import OperationalError, connection
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return function()
+        except OperationalError:
+            connection.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def bench_user():
+    from decimal import Decimal
+
+    from accounts.models import User
+    from credits.services import credits_admin_grant
+
+    user = User.objects.filter(username="bench").first()
+    if user is None:
+        user = User.objects.create_user(username="bench", email="bench@example.com", password=secrets.token_hex(16))
+        User.objects.filter(pk=user.pk).update(email_on_job_finished=False)
+        credits_admin_grant(
+            user=user, amount=Decimal(1_000_000), reason="benchmarks", granted_by=user, request_token="bench"
+        )
+    return user
+
+
+class LinkedUpload:
+    """The audio file as an already streamed upload (what Django's TemporaryUploadedFile is
+    after a request): a hard link the storage moves into place, so the source stays."""
+
+    content_type = "audio/wav"
+
+    def __init__(self, source: Path, folder: Path):
+        self.path = folder / f".upload-{uuid.uuid4().hex}{source.suffix}"
+        try:
+            os.link(source, self.path)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(source, self.path)
+        from django.core.files import File
+
+        self._file = File(open(self.path, "rb"), name=source.name)
+        self.name = source.name
+        self.size = self.path.stat().st_size
+
+    def temporary_file_path(self) -> str:
+        return str(self.path)
+
+    def __getattr__(self, attribute):
+        return getattr(self._file, attribute)
+
+    def close(self):
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def run_job(bench: Bench, audio: Path, model: str, stem_mode: str = "all") -> dict:
+    """Upload `audio` as a job and wait for it; its timings in seconds."""
+    from separation.catalog import model_get
+    from separation.models import Job
+    from separation.services import job_create
+    from separation.uploads import upload_validate
+
+    upload = LinkedUpload(audio, bench.media)
+    try:
+        info = upload_validate(uploaded_file=upload)
+        job, _ = job_create(
+            user=db_retry(bench_user),
+            uploaded_file=upload,
+            audio=info,
+            model=model_get(model),
+            stem_mode=stem_mode,
+            output_format="wav",
+        )
+    finally:
+        upload.close()
+    timeout = bench.args.job_timeout or 300 + 8 * info.duration_seconds * (4 if model == "htdemucs_ft" else 1)
+    done = wait_until(
+        lambda: db_retry(lambda: Job.objects.filter(pk=job.pk, status__in=Job.FINISHED).first()),
+        timeout=timeout,
+        what=f"job {job.pk}",
+        interval=0.1,
+    )
+    if done.status != Job.Status.COMPLETED:
+        raise RuntimeError(f"job {job.pk} ended {done.status}: {done.error}")
+    return {
+        "total": (done.finished_at - done.created_at).total_seconds(),
+        "queue": (done.started_at - done.created_at).total_seconds(),
+        "worker": (done.finished_at - done.started_at).total_seconds(),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# The bare demucs runner (a subprocess: this driver never runs torch)
+
+
+class BareRunner:
+    """`python bench/separation.py _bare ...`: loads the model with demucs, decodes and
+    normalises the audio once, then times apply_model (and the phases around it) on request."""
+
+    def __init__(self, bench: Bench, model: str, audio: Path):
+        args = bench.args
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "_bare",
+            "--model",
+            model,
+            "--repo",
+            str(bench.models),
+            "--input",
+            str(audio),
+            "--shifts",
+            str(args.shifts),
+            "--overlap",
+            str(args.overlap),
+        ]
+        if args.segment is not None:
+            command += ["--segment", str(args.segment)]
+        self.command = command
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=bench.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.ready = self._read()
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the bare runner exited with {self.process.wait()}")
+        return json.loads(line)
+
+    def run(self, phases: bool = False) -> dict:
+        self.process.stdin.write("phases\n" if phases else "run\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+
+
+def bare_main(argv: list[str]) -> None:
+    """The _bare subprocess: pure demucs, as demucs.api.Separator does it."""
+    parser = argparse.ArgumentParser(prog="separation.py _bare")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--repo", type=Path, required=True)
+    parser.add_argument("--input", type=Path, required=True)
+    parser.add_argument("--shifts", type=int, default=1)
+    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--segment", type=float, default=None)
+    args = parser.parse_args(argv)
+
+    import zipfile
+
+    import sphn
+    import torch
+    from demucs.apply import apply_model
+    from demucs.audio import convert_audio, save_audio
+    from demucs.pretrained import get_model
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))  # the engine's choice for one worker
+    started = time.monotonic()
+    model = get_model(args.model, repo=args.repo)
+    model.eval()
+    load_seconds = time.monotonic() - started
+
+    def decode():
+        data, samplerate = sphn.read(str(args.input))
+        return torch.from_numpy(data), samplerate
+
+    def normalise(data, samplerate):
+        wav = convert_audio(data, samplerate, model.samplerate, model.audio_channels)
+        ref = wav.mean(0)
+        mean, std = ref.mean(), ref.std() + 1e-8
+        return (wav - mean) / std, mean, std
+
+    data, samplerate = decode()
+    wav, mean, std = normalise(data, samplerate)
+    print(json.dumps({"load": load_seconds, "threads": torch.get_num_threads()}), flush=True)
+
+    out_dir = Path(tempfile.mkdtemp(prefix="bare-"))
+    for command in sys.stdin:
+        started = time.monotonic()
+        with torch.no_grad():
+            out = apply_model(
+                model, wav[None], segment=args.segment, shifts=args.shifts, split=True, overlap=args.overlap
+            )
+        result = {"apply_model": time.monotonic() - started}
+        if command.strip() == "phases":
+            # What the service does around the model, each measured on its own here.
+            timer = time.monotonic()
+            decoded, rate = decode()
+            result["decode"] = time.monotonic() - timer
+            timer = time.monotonic()
+            normalised, m, s = normalise(decoded, rate)
+            stems = out[0] * s + m
+            result["normalise"] = time.monotonic() - timer
+            del decoded, normalised
+            paths = []
+            timer = time.monotonic()
+            for name, stem in zip(model.sources, stems, strict=True):
+                paths.append(out_dir / f"{name}.wav")
+                save_audio(stem, paths[-1], model.samplerate, clip="rescale", bits_per_sample=16)
+            result["encode"] = time.monotonic() - timer
+            timer = time.monotonic()
+            for name, stem in zip(model.sources, stems, strict=True):
+                waveform_png(stem.mean(0).numpy(), out_dir / f"{name}.png")
+            result["waveform"] = time.monotonic() - timer
+            timer = time.monotonic()
+            with zipfile.ZipFile(out_dir / "stems.zip", "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
+                for path in paths:
+                    z.write(path, arcname=f"stems/{path.name}")
+            result["zip"] = time.monotonic() - timer
+            for path in out_dir.iterdir():
+                path.unlink()
+        del out
+        print(json.dumps(result), flush=True)
+
+
+def waveform_png(mono, path: Path, width: int = 1000, height: int = 120) -> None:
+    """What the service draws per stem: min/max per pixel column of the mono mix-down, as a PNG."""
+    import numpy as np
+    from PIL import Image
+
+    starts = np.minimum((np.arange(width) * mono.shape[-1]) // width, mono.shape[-1] - 1)
+    low, high = np.minimum.reduceat(mono, starts), np.maximum.reduceat(mono, starts)
+    scale = max(float(np.abs(mono).max(initial=0.0)), 0.05)
+    middle = (height - 1) / 2
+    top = np.floor(middle - np.clip(high / scale, -1, 1) * middle).astype(int)
+    bottom = np.ceil(middle - np.clip(low / scale, -1, 1) * middle).astype(int)
+    rows = np.arange(height)[:, None]
+    pixels = np.zeros((height, width, 4), dtype=np.uint8)
+    pixels[(rows >= top[None, :]) & (rows <= bottom[None, :])] = (0x5B, 0x3D, 0xF5, 255)
+    Image.fromarray(pixels, "RGBA").save(path, format="PNG", optimize=False)
+
+
+def cli_command(bench: Bench, model: str, audio: Path, out_dir: Path) -> list[str]:
+    args = bench.args
+    command = [sys.executable, "-m", "demucs", "--repo", str(bench.models), "-n", model, "-o", str(out_dir)]
+    command += ["-d", "cpu", "--shifts", str(args.shifts), "--overlap", str(args.overlap)]
+    if args.segment is not None:
+        if float(args.segment) != int(args.segment):
+            raise SystemExit("the demucs CLI takes a whole number of seconds for --segment")
+        command += ["--segment", str(int(args.segment))]
+    return [*command, str(audio)]
+
+
+def run_cli(bench: Bench, model: str, audio: Path) -> tuple[float, list[str]]:
+    out_dir = Path(tempfile.mkdtemp(prefix="cli-", dir=bench.run_dir))
+    command = cli_command(bench, model, audio, out_dir)
+    with open(bench.logs / "demucs-cli.log", "ab") as log:
+        started = time.monotonic()
+        subprocess.run(command, cwd=bench.run_dir, env=bench.env(), check=True, stdout=log, stderr=log)
+        seconds = time.monotonic() - started
+    stems = sorted(path.name for path in out_dir.rglob("*.wav"))
+    if len(stems) != 4:
+        raise RuntimeError(f"the demucs CLI wrote {stems}")
+    subprocess.run(["rm", "-rf", str(out_dir)], check=True)
+    return seconds, command
+
+
+# ---------------------------------------------------------------------------------------
+# The goals
+
+
+def measure_overhead_and_cli(bench: Bench, *, bare: bool, cli: bool) -> list[Row]:
+    """Goals 1 and 2: warm jobs interleaved with bare apply_model runs and demucs CLI runs."""
+    args = bench.args
+    model = args.model
+    audio = bench.audio(args.minutes)
+    jobs, bares, clis = [], [], []
+    command = None
+    runner = BareRunner(bench, model, audio) if bare else None
+    try:
+        with bench.cluster(model) as cluster:
+            bench.wait_warm(cluster, model)
+            print("warm-up job (not counted) ...", flush=True)
+            run_job(bench, audio, model)
+            for index in range(args.runs):
+                jobs.append(run_job(bench, audio, model))
+                line = f"run {index + 1}/{args.runs}: job {jobs[-1]['total']:.2f} s"
+                if runner is not None:
+                    bares.append(runner.run(phases=True))
+                    line += f", apply_model {bares[-1]['apply_model']:.2f} s"
+                if cli:
+                    seconds, command = run_cli(bench, model, audio)
+                    clis.append(seconds)
+                    line += f", demucs CLI {seconds:.2f} s"
+                print(line, flush=True)
+            task_loads = re.findall(TASK_LOAD_LINE, cluster.log())
+    finally:
+        if runner is not None:
+            runner.close()
+    if task_loads:
+        print(f"WARNING: the worker loaded a model during a job: {task_loads}")
+
+    job_total = [job["total"] for job in jobs]
+    rows = []
+    what = f"{args.minutes:g} min track, {model}, shifts {args.shifts}, overlap {args.overlap:g}"
+    if bare:
+        bare_model = [run["apply_model"] for run in bares]
+        ratio = median(job_total) / median(bare_model)
+        rows.append(
+            Row(
+                "1 warm job / bare apply_model",
+                f"job {median(job_total):.2f} s / apply_model {median(bare_model):.2f} s ({what})",
+                ratio,
+                1.10,
+                note=f"job {spread(job_total)}; apply_model {spread(bare_model)}; "
+                f"bare runner: {shlex.join(runner.command)}",
+            )
+        )
+        queue = median([job["queue"] for job in jobs])
+        in_worker = median([job["worker"] for job in jobs])
+        parts = {key: median([run[key] for run in bares if key in run]) for key in bares[0] if key != "apply_model"}
+        rest = in_worker - median(bare_model) - sum(parts.values())
+        breakdown = [f"queue pickup {queue:.2f} s"] + [f"{key} {value:.2f} s" for key, value in parts.items()]
+        breakdown.append(f"database, progress and the rest {rest:.2f} s")
+        rows.append(
+            Row(
+                "1 where the rest goes",
+                f"job - apply_model = {median(job_total) - median(bare_model):.2f} s",
+                None,
+                None,
+                note=", ".join(breakdown) + " (each phase timed on its own in the bare runner on the same audio, "
+                "medians; queue pickup: created_at -> started_at; the rest: started_at -> finished_at minus the "
+                "model and the phases)",
+            )
+        )
+    if cli:
+        ratio = median(job_total) / median(clis)
+        rows.append(
+            Row(
+                "2 warm job / python -m demucs",
+                f"job {median(job_total):.2f} s / demucs CLI {median(clis):.2f} s ({what})",
+                ratio,
+                0.85,
+                note=f"CLI {spread(clis)}: {shlex.join(command)}",
+            )
+        )
+    return rows
+
+
+def measure_cold(bench: Bench) -> list[Row]:
+    """Goal 3: per run a fresh qcluster; its first job, then a second (warm) one."""
+    args = bench.args
+    model = args.model
+    audio = bench.audio(args.minutes)
+    rows = []
+    for preload in [model, *(["none"] if args.compare_no_preload else [])]:
+        colds, warms, loads = [], [], []
+        for index in range(args.runs):
+            with bench.cluster(model, preload=preload) as cluster:
+                pid = bench.wait_warm(cluster, model, preload=preload)
+                colds.append(run_job(bench, audio, model)["total"])
+                warms.append(run_job(bench, audio, model)["total"])
+                log = cluster.log()
+            start_loads = len(re.findall(WARM_LINE.format(model=re.escape(model)), log))
+            task_loads = sum(int(count) for _, count in re.findall(TASK_LOAD_LINE, log))
+            loads.append(start_loads + task_loads)
+            print(
+                f"preload {preload}, run {index + 1}/{args.runs}: worker {pid}: first job {colds[-1]:.2f} s, "
+                f"second {warms[-1]:.2f} s, model loads {loads[-1]} ({start_loads} at start, {task_loads} in jobs)",
+                flush=True,
+            )
+        label = "3 first job / warm job" if preload != "none" else "3 (reference) same without preloading"
+        rows.append(
+            Row(
+                label,
+                f"first {median(colds):.2f} s / warm {median(warms):.2f} s; model loads per worker: "
+                f"{sorted(set(loads))} for 2 jobs ({args.minutes:g} min, {model}, WORKER_PRELOAD_MODELS={preload})",
+                median(colds) / median(warms),
+                1.05 if preload != "none" else None,
+                note=f"first {spread(colds)}; warm {spread(warms)}; each run a fresh qcluster, the first job "
+                "uploaded once the worker has started (its preload logged)",
+            )
+        )
+    return rows
+
+
+def measure_rss(bench: Bench) -> list[Row]:
+    """Goal 4: the worker's peak RSS (VmHWM) over one job, for a short and a long track."""
+    args = bench.args
+    model = args.model
+    peaks = {}
+    for minutes in (args.minutes, args.long_minutes):
+        audio = bench.audio(minutes)
+        with bench.cluster(model) as cluster:
+            pid = bench.wait_warm(cluster, model)
+            before, _ = peak_rss_mib(pid)
+            started = time.monotonic()
+            job = run_job(bench, audio, model)
+            peak, now = peak_rss_mib(pid)
+        peaks[minutes] = peak
+        print(
+            f"{minutes:g} min: worker {pid} peak RSS {peak:.0f} MiB (after start-up {before:.0f} MiB, "
+            f"after the job {now:.0f} MiB); job {job['total']:.1f} s, wall {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
+    ratio = peaks[args.long_minutes] / peaks[args.minutes]
+    note = "peak RSS (VmHWM) of the qcluster worker process that ran the job, model preloaded"
+    if args.long_minutes != 60:
+        note += f"; the goal is stated for 60 minutes: this run measured {args.long_minutes:g} (--long-minutes 60)"
+    return [
+        Row(
+            f"4 peak worker RSS {args.long_minutes:g} min / {args.minutes:g} min",
+            f"{peaks[args.long_minutes]:.0f} MiB / {peaks[args.minutes]:.0f} MiB ({model})",
+            ratio,
+            1.5,
+            note=note,
+        )
+    ]
+
+
+def measure_stems(bench: Bench) -> list[Row]:
+    """Goal 5: two-stem jobs and four-stem jobs, interleaved, on one warm worker."""
+    args = bench.args
+    model = args.stems_model
+    audio = bench.audio(args.minutes)
+    fours, twos = [], []
+    with bench.cluster(model) as cluster:
+        bench.wait_warm(cluster, model)
+        print("warm-up job (not counted) ...", flush=True)
+        run_job(bench, audio, model, stem_mode=args.stem)
+        for index in range(args.runs):
+            fours.append(run_job(bench, audio, model)["total"])
+            twos.append(run_job(bench, audio, model, stem_mode=args.stem)["total"])
+            print(f"run {index + 1}/{args.runs}: 4 stems {fours[-1]:.2f} s, {args.stem} {twos[-1]:.2f} s", flush=True)
+    return [
+        Row(
+            f"5 two-stem ({args.stem}) job / 4-stem job",
+            f"{median(twos):.2f} s / {median(fours):.2f} s ({args.minutes:g} min, {model})",
+            median(twos) / median(fours),
+            0.35,
+            note=f"two-stem {spread(twos)}; four-stem {spread(fours)}",
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_bare":
+        bare_main(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("goal", choices=["overhead", "cli", "cold", "rss", "stems", "all"])
+    parser.add_argument("--model", default="htdemucs", choices=sorted(PRESET_OF), help="model for goals 1-4")
+    parser.add_argument("--stems-model", default="htdemucs_ft", choices=sorted(PRESET_OF), help="model for goal 5")
+    parser.add_argument("--stem", default="vocals", help="the stem of the two-stem job (goal 5)")
+    parser.add_argument("--minutes", type=float, default=3.0, help="track length (goal 4: the short track)")
+    parser.add_argument("--long-minutes", type=float, default=10.0, help="goal 4's long track (the goal: 60)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (medians)")
+    parser.add_argument("--shifts", type=int, default=1, help="DEMUCS_SHIFTS, and the same for the references")
+    parser.add_argument("--overlap", type=float, default=0.25, help="DEMUCS_OVERLAP, and the same for the references")
+    parser.add_argument("--segment", type=float, default=None, help="DEMUCS_SEGMENT (default: the model's)")
+    parser.add_argument(
+        "--compare-no-preload", action="store_true", help="goal 3: also measure WORKER_PRELOAD_MODELS=none"
+    )
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="a demucs_bench* database (recreated)")
+    parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="models and audio are kept here between runs")
+    parser.add_argument("--start-timeout", type=float, default=300, help="seconds for a qcluster to start")
+    parser.add_argument("--job-timeout", type=float, default=None, help="seconds for one job (default: from length)")
+    args = parser.parse_args()
+
+    command = ["python", "bench/separation.py", *sys.argv[1:]]
+    bench = Bench(args)
+    load = load_average()
+    print(f"command: {shlex.join(command)}")
+    print(f"cpus {os.cpu_count()}, load average {load:.2f}{'  (NOT QUIET: figures may be off)' if load > 0.5 else ''}")
+    print(f"run folder {bench.run_dir}; database {args.database_url}", flush=True)
+    bench.setup_django()
+    goals = ["overhead", "cli", "cold", "rss", "stems"] if args.goal == "all" else [args.goal]
+    needed = {args.stems_model} if goals == ["stems"] else {args.model}
+    if "stems" in goals:
+        needed.add(args.stems_model)
+    for name in sorted(needed):
+        bench.ensure_model(name)
+
+    rows: list[Row] = []
+    if "overhead" in goals or "cli" in goals:
+        rows += measure_overhead_and_cli(bench, bare="overhead" in goals, cli="cli" in goals)
+    if "cold" in goals:
+        rows += measure_cold(bench)
+    if "rss" in goals:
+        rows += measure_rss(bench)
+    if "stems" in goals:
+        rows += measure_stems(bench)
+    print_table("separation benchmarks (issue 5)", rows, command)
+    if load_average() > 0.5 + os.cpu_count():
+        print("note: the machine was busy during the run")
+
+
+if __name__ == "__main__":
+    main()
