@@ -12,6 +12,7 @@ a job before (and preloaded its model at start).
     python bench/separation.py cold     --model htdemucs --minutes 3 --runs 3   # goal 3
     python bench/separation.py rss      --model htdemucs --minutes 3 --long-minutes 60  # goal 4
     python bench/separation.py stems    --model htdemucs_ft --minutes 3 --runs 3  # goal 5
+    python bench/separation.py overhead cli --minutes 3 --runs 3                 # 1 and 2, interleaved
     python bench/separation.py all      --minutes 3 --runs 3                     # 1-5
     python bench/separation.py overhead --model demo --minutes 0.25 --runs 2    # a quick check
 
@@ -619,7 +620,7 @@ def main() -> None:
         bare_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("goal", choices=["overhead", "cli", "cold", "rss", "stems", "all"])
+    parser.add_argument("goal", nargs="+", choices=["overhead", "cli", "cold", "rss", "stems", "all"])
     parser.add_argument("--model", default="htdemucs", choices=sorted(PRESET_OF), help="model for goals 1-4")
     parser.add_argument("--stems-model", default="htdemucs_ft", choices=sorted(PRESET_OF), help="model for goal 5")
     parser.add_argument("--stem", default="vocals", help="the stem of the two-stem job (goal 5)")
@@ -645,7 +646,7 @@ def main() -> None:
     print(f"cpus {os.cpu_count()}, load average {load:.2f}{'  (NOT QUIET: figures may be off)' if load > 0.5 else ''}")
     print(f"run folder {bench.run_dir}; database {args.database_url}", flush=True)
     bench.setup_django()
-    goals = ["overhead", "cli", "cold", "rss", "stems"] if args.goal == "all" else [args.goal]
+    goals = ["overhead", "cli", "cold", "rss", "stems"] if "all" in args.goal else args.goal
     needed = {args.stems_model} if goals == ["stems"] else {args.model}
     if "stems" in goals:
         needed.add(args.stems_model)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -208,6 +208,21 @@ def job_requeue(*, job: Job) -> bool:
     return bool(requeued)
 
 
+def _through_database_outage(call, *, seconds: float = 60.0, pause: float = 2.0):
+    """call(), tried again while the database is unreachable (PostgreSQL restarting), for up to
+    `seconds`: a finished separation is worth the wait. Each try reconnects."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except (OperationalError, InterfaceError):
+            close_old_connections()
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("The database is unavailable; trying again in %g s", pause)
+            time.sleep(pause)
+
+
 def job_run(*, job_id) -> None:
     """The worker's whole job: claim, separate outside any transaction, store, complete."""
     job = job_claim(job_id=job_id)
@@ -223,8 +238,16 @@ def job_run(*, job_id) -> None:
         if now - last_report < 1.0:
             return
         last_report = now
-        # Separation is most of the work; encoding and the zip take the last few percent.
-        if not job_report_progress(job_id=job.pk, attempt=job.attempts, progress=int(fraction * 95)):
+        try:
+            # Separation is most of the work; encoding and the zip take the last few percent.
+            ours = job_report_progress(job_id=job.pk, attempt=job.attempts, progress=int(fraction * 95))
+        except (OperationalError, InterfaceError):
+            # PostgreSQL restarting must not cost a long separation: this heartbeat is skipped and
+            # the next one reconnects. An outage longer than JOB_STALE_SECONDS hands the job to the reaper.
+            logger.warning("Job %s could not record its progress: the database is unavailable", job.pk)
+            close_old_connections()
+            return
+        if not ours:
             raise engine.SeparationAborted
 
     try:
@@ -243,12 +266,14 @@ def job_run(*, job_id) -> None:
         return
     except engine.EngineError as error:
         shutil.rmtree(output_dir, ignore_errors=True)
-        job_fail(job_id=job.pk, error=f"{error} Your credits were refunded.", attempt=job.attempts)
+        _through_database_outage(
+            partial(job_fail, job_id=job.pk, error=f"{error} Your credits were refunded.", attempt=job.attempts)
+        )
         return
     except Exception:
         logger.exception("Separation of job %s failed", job.pk, extra={"job_id": job.pk})
         shutil.rmtree(output_dir, ignore_errors=True)
-        job_fail(job_id=job.pk, error=WORKER_FAILURE, attempt=job.attempts)
+        _through_database_outage(partial(job_fail, job_id=job.pk, error=WORKER_FAILURE, attempt=job.attempts))
         return
 
     media = Path(settings.MEDIA_ROOT)
@@ -261,7 +286,10 @@ def job_run(*, job_id) -> None:
         for name, path in result.stems.items()
     ]
     zip_file = str(result.zip_path.relative_to(media))
-    if not job_complete(job_id=job.pk, attempt=job.attempts, stems=stems, zip_file=zip_file):
+    completed = _through_database_outage(
+        partial(job_complete, job_id=job.pk, attempt=job.attempts, stems=stems, zip_file=zip_file)
+    )
+    if not completed:
         shutil.rmtree(output_dir, ignore_errors=True)  # cancelled while the files were written
         return
     for earlier in job_folder_path(job.pk).glob("stems-*"):  # what runs taken for dead left behind

@@ -267,3 +267,34 @@ def test_a_run_taken_for_dead_cannot_touch_the_run_that_replaced_it(settings):
     assert job.status == Job.Status.COMPLETED
     assert all((Path(settings.MEDIA_ROOT) / stem["file"]).is_file() for stem in job.stems)
     assert refunds(job).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_separates_on_when_the_database_drops_its_connection_mid_job(settings, caplog):
+    """PostgreSQL restarting (here: the worker's backend terminated at its first heartbeat) costs
+    a heartbeat, not the separation: the worker reconnects and completes the job."""
+    import psycopg
+
+    job = make_job(UserFactory())
+    params = connection.settings_dict
+    terminated = []
+
+    def terminate_at_first_report(execute, sql, params_, many, context):
+        if sql.startswith('UPDATE "separation_job" SET "progress"') and not terminated:
+            pid = connection.connection.info.backend_pid
+            with psycopg.connect(
+                dbname=params["NAME"], user=params["USER"], host=params["HOST"], port=params["PORT"] or 5432
+            ) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+            terminated.append(pid)
+        return execute(sql, params_, many, context)
+
+    with connection.execute_wrapper(terminate_at_first_report):
+        job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert terminated, "the worker's connection was never terminated"
+    assert connection.connection.info.backend_pid != terminated[0]  # it reconnected
+    assert job.status == Status.COMPLETED
+    assert "could not record its progress" in caplog.text
+    assert refunds(job).count() == 0
