@@ -325,8 +325,10 @@ if DEMUCS_DEVICE not in {"auto", "cpu", "cuda"} and not DEMUCS_DEVICE.startswith
 DEMUCS_SHIFTS = env_int("DEMUCS_SHIFTS", 1)
 DEMUCS_OVERLAP = env_float("DEMUCS_OVERLAP", 0.25, minimum=0.0, maximum=0.9)
 DEMUCS_SEGMENT = env_float("DEMUCS_SEGMENT", None, minimum=1.0, maximum=600.0)
-MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 200, minimum=1)
-MAX_DURATION_MINUTES = env_int("MAX_DURATION_MINUTES", 30, minimum=1)
+MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 500, minimum=1)
+# The engine streams: a worker's memory does not grow with the track, its disk does (about 5 GB
+# of temporary files per hour of stereo audio while a 4-stem job runs) and so does its time.
+MAX_DURATION_MINUTES = env_int("MAX_DURATION_MINUTES", 120, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 2, minimum=1)
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 7, minimum=1)
 # A processing job whose heartbeat is older than this lost its worker.
@@ -362,7 +364,7 @@ def parse_preload_models(name: str, default: str) -> str | list[str]:
 # Models each worker process loads right after django-q2 starts it, before its first task
 # (separation/worker_warmup.py), so no job waits for a model load.
 WORKER_PRELOAD_MODELS = parse_preload_models("WORKER_PRELOAD_MODELS", "installed")
-JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 3600, minimum=10)
+JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 4 * 3600, minimum=10)
 Q_CLUSTER = {
     "name": "demucs",
     "workers": SEPARATION_WORKERS,
