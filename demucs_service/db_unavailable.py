@@ -25,7 +25,8 @@ class DatabaseUnavailableMiddleware:
         if not isinstance(exception, (OperationalError, InterfaceError)):
             return None
         # One line naming the service's own code that met it: an outage answers many requests.
-        logger.warning("Database unavailable (%s at %s): 503", str(exception).strip()[:200], _where(exception))
+        said = " ".join(str(exception).split())[:200]
+        logger.warning("Database unavailable (%s at %s): 503", said, _where(exception))
         if request.path.startswith("/api/"):
             response = JsonResponse({"detail": MESSAGE}, status=503)
         else:
