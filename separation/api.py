@@ -177,7 +177,8 @@ def upload(request):
         )
     except QueueUnavailable as unavailable:
         return Response({"detail": str(unavailable)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-    request.user.refresh_from_db(fields=["credits"])
+    if not created:  # an earlier job for this Idempotency-Key; job_create set the balance of a new one
+        request.user.refresh_from_db(fields=["credits"])
     output = {"job_id": job.pk, "status": job.status, "cost": job.cost, "credits_remaining": request.user.credits}
     return Response(UploadOutput(output).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 

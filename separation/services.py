@@ -92,7 +92,7 @@ def job_create(
                 duration_seconds=audio.duration_seconds,
                 idempotency_key=idempotency_key,
             )
-            credits_charge_job(job=job)
+            charge = credits_charge_job(job=job)
             transaction.on_commit(partial(_job_enqueue_or_fail, job.pk))
     except (InsufficientCredits, IntegrityError):
         shutil.rmtree(job_folder_path(job_id), ignore_errors=True)
@@ -101,6 +101,9 @@ def job_create(
             if existing is not None:
                 return existing, False
         raise
+    # The balance the charge left, so the answer needs no query after the commit (the database
+    # may be gone by then; the job is charged and must be answered as accepted).
+    user.credits = charge.transaction.balance_after
     return job, True
 
 
@@ -110,13 +113,23 @@ def job_enqueue(*, job_id) -> None:
 
 
 def _job_enqueue_or_fail(job_id) -> None:
+    """Runs once the job and its charge are committed. A queue that refuses the job fails it with
+    its refund (the upload answers 503: nothing happened). A database lost meanwhile leaves it
+    PENDING and charged, answered as accepted: the reaper queues it (JOB_REQUEUE_SECONDS)."""
     try:
         job_enqueue(job_id=job_id)
+    except (OperationalError, InterfaceError):
+        logger.warning("Job %s was not queued (database unavailable); the reaper will queue it", job_id)
+        return
     except Exception as error:
         logger.exception("Could not queue job %s", job_id, extra={"job_id": job_id})
-        # Free the key: a retry with it must make a new job, not return this failed one.
-        Job.objects.filter(pk=job_id).update(idempotency_key="")
-        job_fail(job_id=job_id, error="The service could not start your separation. Your credits were refunded.")
+        try:
+            # Free the key: a retry with it must make a new job, not return this failed one.
+            Job.objects.filter(pk=job_id).update(idempotency_key="")
+            job_fail(job_id=job_id, error="The service could not start your separation. Your credits were refunded.")
+        except (OperationalError, InterfaceError):
+            logger.warning("Job %s was neither queued nor failed (database unavailable); the reaper will", job_id)
+            return
         raise QueueUnavailable("The job queue is unavailable; please try again in a moment.") from error
 
 
@@ -225,7 +238,7 @@ def _through_database_outage(call, *, seconds: float = 60.0, pause: float = 2.0)
 
 def job_run(*, job_id) -> None:
     """The worker's whole job: claim, separate outside any transaction, store, complete."""
-    job = job_claim(job_id=job_id)
+    job = _through_database_outage(partial(job_claim, job_id=job_id))
     if job is None:
         return
     # Each attempt writes its own folder: a run taken for dead never touches its successor's files.
