@@ -27,8 +27,8 @@ from __future__ import annotations
 import os
 import sys
 
-# `python bench/web.py` puts bench/ first on sys.path, where bench/queue.py would shadow the
-# standard library's queue module: put the repository root there instead.
+# `python bench/web.py` puts bench/ first on sys.path, where bench/separation.py would shadow the
+# separation app: put the repository root there instead.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _HERE:
     sys.path[0] = os.path.dirname(_HERE)

@@ -1,13 +1,13 @@
 """Queue benchmark (issue 5, goal 7): how long a queued task waits before a worker starts it.
 
-    .venv/bin/python -m bench.queue                    # both brokers, 50 tasks each (about 1.5 minutes)
-    .venv/bin/python -m bench.queue --brokers orm --count 100
+    .venv/bin/python -m bench.queue_latency         # both brokers, 50 tasks each (about 1.5 minutes)
+    .venv/bin/python -m bench.queue_latency --brokers orm --count 100
 
 For each broker a real `manage.py qcluster` (the product's Q_CLUSTER: the ORM broker on the
 database by default, Redis when REDIS_URL is set) runs against a fresh PostgreSQL database
 (`demucs_queuebench_run`); a separate enqueuing process (the product's django_q async_task)
-queues `bench.queue.record_start` tasks one at a time, spaced by a random 0.2-0.6 s so none waits
-behind another, each carrying time.time() taken just before it is queued. The task appends its
+queues `bench.queue_latency.record_start` tasks one at a time, spaced by a random 0.2-0.6 s so
+none waits behind another, each carrying time.time() taken just before it is queued. The task appends its
 own time.time() at start to a file. Latency = start - enqueue (one clock: same machine). A few
 warm-up tasks first (the worker's imports) are not counted.
 Goals: p95 <= 300 ms with the ORM broker, <= 50 ms with Redis.
@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 import sys
 
-# `python bench/queue.py` would put bench/ first on sys.path, and this file would shadow the
-# standard library's queue module for everything imported after it: the repository root instead.
+# `python bench/queue_latency.py` puts bench/ first on sys.path, where bench/separation.py would
+# shadow the separation app: the repository root instead.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _HERE:
     sys.path[0] = os.path.dirname(_HERE)
@@ -56,7 +56,7 @@ def enqueue(out: str, count: int, min_gap: float, max_gap: float) -> None:
         if index == 0:  # the warm-up tasks have run: the worker has imported what it needs
             _wait_lines(out, WARMUP_TASKS, timeout=120)
         time.sleep(random.uniform(min_gap, max_gap))
-        async_task("bench.queue.record_start", out, time.time(), index)
+        async_task("bench.queue_latency.record_start", out, time.time(), index)
 
 
 def _wait_lines(path: str, count: int, timeout: float) -> None:
@@ -102,7 +102,7 @@ def measure(broker: str, args, root, database_url: str) -> list[float]:
             [
                 sys.executable,
                 "-m",
-                "bench.queue",
+                "bench.queue_latency",
                 "--enqueue",
                 str(out),
                 "--count",
@@ -175,9 +175,9 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
     load = os.getloadavg()
     print_table(
-        "bench/queue.py: enqueue-to-start latency (issue 5, goal 7)",
+        "bench/queue_latency.py: enqueue-to-start latency (issue 5, goal 7)",
         rows,
-        command_line("bench.queue"),
+        command_line("bench.queue_latency"),
         [
             f"one qcluster (SEPARATION_WORKERS=1, the product's Q_CLUSTER) on {os.cpu_count()} shared CPUs, "
             f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; ratio = p95 / goal",
