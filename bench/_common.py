@@ -14,12 +14,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from reliability.harness import wait_until  # noqa: F401 - the bench scripts take it from here
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLERATE = 44100
@@ -115,7 +115,7 @@ class Cluster:
             matches = list(regex.finditer(self.log()))
             return matches if len(matches) >= count else None
 
-        return wait_until(found, timeout=timeout, what=f"{pattern!r} in {self.log_path}")
+        return wait_until(found, timeout=timeout, message=f"{pattern!r} in {self.log_path}", interval=0.05)
 
     def stop(self) -> None:
         if self.process is None:
@@ -142,17 +142,6 @@ class Cluster:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-def wait_until(predicate: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def peak_rss_mib(pid: int) -> tuple[float, float]:

@@ -38,6 +38,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -208,8 +209,6 @@ class LinkedUpload:
         try:
             os.link(source, self.path)
         except OSError:
-            import shutil
-
             shutil.copyfile(source, self.path)
         from django.core.files import File
 
@@ -252,7 +251,7 @@ def run_job(bench: Bench, audio: Path, model: str, stem_mode: str = "all") -> di
     done = wait_until(
         lambda: db_retry(lambda: Job.objects.filter(pk=job.pk, status__in=Job.FINISHED).first()),
         timeout=timeout,
-        what=f"job {job.pk}",
+        message=f"job {job.pk}",
         interval=0.1,
     )
     if done.status != Job.Status.COMPLETED:
@@ -636,6 +635,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="a demucs_bench* database (recreated)")
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="models and audio are kept here between runs")
     parser.add_argument("--start-timeout", type=float, default=300, help="seconds for a qcluster to start")
+    parser.add_argument("--keep-run", action="store_true", help="keep the run folder (outputs, logs) afterwards")
     parser.add_argument("--job-timeout", type=float, default=None, help="seconds for one job (default: from length)")
     args = parser.parse_args()
 
@@ -654,14 +654,20 @@ def main() -> None:
         bench.ensure_model(name)
 
     rows: list[Row] = []
-    if "overhead" in goals or "cli" in goals:
-        rows += measure_overhead_and_cli(bench, bare="overhead" in goals, cli="cli" in goals)
-    if "cold" in goals:
-        rows += measure_cold(bench)
-    if "rss" in goals:
-        rows += measure_rss(bench)
-    if "stems" in goals:
-        rows += measure_stems(bench)
+    try:
+        if "overhead" in goals or "cli" in goals:
+            rows += measure_overhead_and_cli(bench, bare="overhead" in goals, cli="cli" in goals)
+        if "cold" in goals:
+            rows += measure_cold(bench)
+        if "rss" in goals:
+            rows += measure_rss(bench)
+        if "stems" in goals:
+            rows += measure_stems(bench)
+    finally:
+        if args.keep_run:
+            print(f"kept the run folder (outputs, qcluster logs): {bench.run_dir}")
+        else:
+            shutil.rmtree(bench.run_dir, ignore_errors=True)  # the jobs' outputs: up to GBs
     print_table("separation benchmarks (issue 5)", rows, command)
     if load_average() > 0.5 + os.cpu_count():
         print("note: the machine was busy during the run")

@@ -50,7 +50,7 @@ from pathlib import Path  # noqa: E402
 
 import psycopg  # noqa: E402
 
-from reliability.harness import REPO_ROOT, free_port, server_env, stop_group, wait_until  # noqa: E402
+from reliability.harness import REPO_ROOT, free_port, server_env, start_gunicorn, stop_group, wait_until  # noqa: E402
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
 SECRET_KEY = "bench-web-" + "x" * 40
@@ -81,19 +81,6 @@ def manage(env: dict[str, str], *args: str) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-
-
-def start_logged(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def django_setup(env: dict[str, str]) -> None:
@@ -139,25 +126,7 @@ class Site:
 def gunicorn(site: Site, *, workers: int, threads: int, name: str):
     port = free_port()
     log = site.root / "logs" / f"{name}.log"
-    process = start_logged(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "demucs_service.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--timeout",
-            "600",
-            "--no-control-socket",
-        ],
-        site.env,
-        log,
-    )
+    process = start_gunicorn(port=port, env=site.env, log_path=log, workers=workers, threads=threads)
 
     def up() -> bool:
         if process.poll() is not None:
