@@ -10,18 +10,16 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from reliability.harness import wait_until  # noqa: F401 - the bench scripts take it from here
+from reliability.harness import start_process, stop_group, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLERATE = 44100
 
 
@@ -87,19 +85,9 @@ class Cluster:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen | None = None
-    _log_file: object = field(default=None, repr=False)
 
     def start(self) -> Cluster:
-        self._log_file = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.process = start_process([sys.executable, "manage.py", "qcluster"], self.env, self.log_path)
         return self
 
     def log(self) -> str:
@@ -118,24 +106,9 @@ class Cluster:
         return wait_until(found, timeout=timeout, message=f"{pattern!r} in {self.log_path}", interval=0.05)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout=grace)
-                if sig == signal.SIGTERM:
-                    os.killpg(self.process.pid, signal.SIGKILL)  # workers that outlived it
-            except subprocess.TimeoutExpired:
-                continue
-            except ProcessLookupError:
-                pass
-            break
-        self._log_file.close()
-        self.process = None
+        if self.process is not None:
+            stop_group(self.process, grace_seconds=10)
+            self.process = None
 
     def __enter__(self) -> Cluster:
         return self.start()

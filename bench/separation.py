@@ -50,7 +50,6 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench._common import (  # noqa: E402
-    REPO_ROOT,
     Cluster,
     Row,
     load_average,
@@ -59,9 +58,9 @@ from bench._common import (  # noqa: E402
     print_table,
     recreate_database,
     spread,
-    wait_until,
     write_test_audio,
 )
+from reliability.harness import REPO_ROOT, wait_until  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/demucs_bench_separation"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "demucs-bench-separation"

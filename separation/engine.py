@@ -772,9 +772,6 @@ class _WaveformPeaks:
         self.low[columns] = np.minimum(self.low[columns], np.minimum.reduceat(samples, local))
         self.high[columns] = np.maximum(self.high[columns], np.maximum.reduceat(samples, local))
 
-    def peak(self) -> float:
-        return float(max(np.abs(self.low).max(initial=0.0), np.abs(self.high).max(initial=0.0)))
-
 
 def _write_waveform(low: np.ndarray, high: np.ndarray, path: Path) -> None:
     """A 1000x120 PNG from the per-column min/max of the mono mix-down, #5b3df5 on transparent;
