@@ -740,6 +740,19 @@ def _forward(model, mix, length: int, device: str):
     return center_trim(out, length)[0].to("cpu")
 
 
+def warm_up(name: str, config: EngineConfig) -> None:
+    """Load the model and run each of its members once on a segment of silence: torch's first call
+    sets up its kernels (seconds on a CPU), which the first job would otherwise pay."""
+    import torch
+
+    model = load_model(name, config)
+    device = resolve_device(config.device)
+    segment = _effective_segment(model, config.segment)
+    for sub in _sub_models(model):
+        length = int(sub.samplerate * float(segment if segment is not None else sub.segment))
+        _forward(sub, torch.zeros(sub.audio_channels, length), length, device)
+
+
 def _output_samplerate(samplerate: int, output_format: str) -> int:
     if output_format != "mp3" or samplerate in MP3_SAMPLERATES:
         return samplerate

@@ -1,4 +1,4 @@
-"""Each django-q2 worker loads its separation models when it starts, before its first task,
+"""Each django-q2 worker loads its separation models (and runs each once) when it starts, before its first task,
 so the first job after a (re)start is as fast as any other (no job pays for a model load).
 
 How it hooks in: django-q2 (1.11) sends `django_q.signals.post_spawn` from `worker()`, the
@@ -71,7 +71,7 @@ def preload_models(proc_name: str = "") -> list[str]:
     for name in preload_model_names():
         started = time.monotonic()
         try:
-            engine.load_model(name, config)
+            engine.warm_up(name, config)
         except Exception as error:  # never stop the worker: its jobs fail and refund as usual
             logger.warning("Worker %s (pid %d) could not preload the model %r: %s", proc_name, os.getpid(), name, error)
             continue
