@@ -123,12 +123,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Before django_q: its `qcluster` command stops cleanly on SIGTERM to the whole process group.
+    "separation",
     "django_q",
     "allauth",
     "allauth.account",
     "accounts",
     "credits",
-    "separation",
 ]
 
 MIDDLEWARE = [
@@ -280,6 +281,7 @@ REST_FRAMEWORK = {
         "register_account": env_rate("THROTTLE_REGISTER_ACCOUNT", "5/hour"),
         "password_reset_ip": env_rate("THROTTLE_PASSWORD_RESET_IP", "20/hour"),
         "password_reset_account": env_rate("THROTTLE_PASSWORD_RESET_ACCOUNT", "5/hour"),
+        "upload": env_rate("THROTTLE_UPLOAD", "60/hour"),
     },
 }
 SIMPLE_JWT = {
@@ -330,6 +332,10 @@ MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 500, minimum=1)
 # of temporary files per hour of stereo audio while a 4-stem job runs) and so does its time.
 MAX_DURATION_MINUTES = env_int("MAX_DURATION_MINUTES", 120, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 2, minimum=1)
+# Jobs of one user separating at once; the rest wait, and waiting jobs are taken round-robin by user.
+MAX_RUNNING_JOBS_PER_USER = env_int("MAX_RUNNING_JOBS_PER_USER", 2, minimum=1)
+# What one user may keep stored: uploads, stems and archives, and while a job runs its temporary files.
+STORAGE_QUOTA_MB = env_int("STORAGE_QUOTA_MB", 10240, minimum=1)
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 7, minimum=1)
 # A processing job whose heartbeat is older than this lost its worker.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 300, minimum=10)
@@ -338,7 +344,7 @@ JOB_REQUEUE_SECONDS = env_int("JOB_REQUEUE_SECONDS", 600, minimum=10)
 # Uploads stream to a temporary file (never memory) and stop at MAX_UPLOAD_MB.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
 FILE_UPLOAD_HANDLERS = [
-    "separation.uploads.SizeLimitedUploadHandler",
+    "separation.upload_gate.UploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 
@@ -365,8 +371,14 @@ def parse_preload_models(name: str, default: str) -> str | list[str]:
 # (separation/worker_warmup.py), so no job waits for a model load.
 WORKER_PRELOAD_MODELS = parse_preload_models("WORKER_PRELOAD_MODELS", "installed")
 JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 4 * 3600, minimum=10)
+# Two django-q2 clusters on one broker: separations, and maintenance (the reaper, cleanup, mails),
+# which runs in its own process (`Q_CLUSTER_NAME=maintenance manage.py qcluster`) so that it never
+# waits behind a long separation. Every task names the cluster it is for.
+SEPARATION_CLUSTER = "separation"
+MAINTENANCE_CLUSTER = "maintenance"
+MAINTENANCE_WORKERS = env_int("MAINTENANCE_WORKERS", 1, minimum=1)
 Q_CLUSTER = {
-    "name": "demucs",
+    "name": SEPARATION_CLUSTER,
     "workers": SEPARATION_WORKERS,
     "timeout": JOB_TIMEOUT_SECONDS,
     # Longer than the timeout, so a running task is never handed out twice.
@@ -374,6 +386,9 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "catch_up": False,
     "label": "Task queue",
+    "ALT_CLUSTERS": {
+        MAINTENANCE_CLUSTER: {"workers": MAINTENANCE_WORKERS, "timeout": 3600, "retry": 4200},
+    },
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

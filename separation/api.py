@@ -10,13 +10,20 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from credits.services import InsufficientCredits
 from separation.catalog import default_model_name, models_list
 from separation.downloads import file_response
 from separation.models import Job
+from separation.scheduling import job_queue_positions
 from separation.selectors import job_get_for_user, jobs_for_user
-from separation.services import QueueUnavailable, job_cancel
-from separation.uploads import EmailNotVerified, UploadRejected, upload_accept
+from separation.services import job_cancel
+from separation.upload_errors import (
+    UploadRefused,
+    upload_refusal_headers,
+    upload_refusal_payload,
+    upload_refusal_status,
+)
+from separation.upload_gate import upload_request_read, upload_view
+from separation.uploads import JobOptions, upload_accept
 
 
 class ModelOutput(serializers.Serializer):
@@ -48,11 +55,17 @@ class JobOutput(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField()
+    queue_position = serializers.SerializerMethodField(
+        help_text="While the job waits, its place in the queue (1: it starts next); otherwise null"
+    )
     download_url = serializers.SerializerMethodField()
     stem_files = serializers.SerializerMethodField()
 
     def _url(self, name, *args):
         return self.context["request"].build_absolute_uri(reverse(name, args=args))
+
+    def get_queue_position(self, job) -> int | None:
+        return self.context.get("queue_positions", {}).get(job.pk)
 
     def get_download_url(self, job) -> str | None:
         return self._url("api-download", job.pk) if job.zip_file else None
@@ -82,6 +95,7 @@ class JobOutput(serializers.Serializer):
             "started_at": None if job.started_at is None else _TIME.to_representation(job.started_at),
             "finished_at": None if job.finished_at is None else _TIME.to_representation(job.finished_at),
             "error": str(job.error),
+            "queue_position": self.context.get("queue_positions", {}).get(job.pk),
             "download_url": download_url if job.zip_file else None,
             "stem_files": [{"name": name, "url": f"{download_url}/{quote(name, safe=PATH_SAFE)}"} for name in names],
         }
@@ -99,6 +113,11 @@ class UploadInput(serializers.Serializer):
     model = serializers.CharField(required=False, help_text="A model name from /api/models")
     stems = serializers.CharField(required=False, default="all", help_text="all, or one stem for two-stem mode")
     format = serializers.ChoiceField(choices=Job.Format.values, required=False, default="wav")
+
+
+class RefusalOutput(serializers.Serializer):
+    detail = serializers.CharField(help_text="What is wrong, for a person")
+    code = serializers.CharField(required=False, help_text="What is wrong, for a program (absent on field errors)")
 
 
 class UploadOutput(serializers.Serializer):
@@ -123,60 +142,64 @@ def models(request):
     )
 
 
+@upload_view
 @extend_schema(
     request={"multipart/form-data": UploadInput},
     parameters=[
         OpenApiParameter(
-            "Idempotency-Key", str, OpenApiParameter.HEADER, description="Retries with one key make one job"
+            "Idempotency-Key",
+            str,
+            OpenApiParameter.HEADER,
+            description="Retries with one key and the same file and options make one job; other content: 409",
         )
     ],
     responses={
         202: UploadOutput,
-        400: OpenApiResponse(description="Bad options, empty, too short or too long"),
-        402: OpenApiResponse(description="Not enough credits: {detail, credits, cost}"),
-        403: OpenApiResponse(description="Email not verified (EMAIL_VERIFICATION=mandatory): {detail, code}"),
-        413: OpenApiResponse(description="Over MAX_UPLOAD_MB"),
-        415: OpenApiResponse(description="Not audio we can read"),
-        503: OpenApiResponse(description="The queue is unavailable; the charge was refunded"),
+        200: OpenApiResponse(UploadOutput, description="The job an earlier request with this Idempotency-Key made"),
+        400: OpenApiResponse(RefusalOutput, description="Bad options, no file, empty, too short or too long"),
+        402: OpenApiResponse(RefusalOutput, description="Not enough credits: {detail, code, credits, cost}"),
+        403: OpenApiResponse(RefusalOutput, description="Email not verified (EMAIL_VERIFICATION=mandatory)"),
+        409: OpenApiResponse(RefusalOutput, description="Storage quota full, or an Idempotency-Key reused"),
+        413: OpenApiResponse(RefusalOutput, description="Over MAX_UPLOAD_MB"),
+        415: OpenApiResponse(RefusalOutput, description="Not audio we can read"),
+        429: OpenApiResponse(RefusalOutput, description="Uploading too often (THROTTLE_UPLOAD); see Retry-After"),
+        503: OpenApiResponse(RefusalOutput, description="The queue is unavailable; the charge was refunded"),
+        507: OpenApiResponse(RefusalOutput, description="The server's disk is full; nothing was stored or charged"),
     },
     tags=["separation"],
 )
 @api_view(["POST"])
 @parser_classes([MultiPartParser])
 def upload(request):
-    """Upload a song to separate. It is checked (size, type by content, duration) before any
-    charge; then the job is created, charged and queued."""
+    """Upload a song to separate. Before anything is stored or charged it is checked: the gate (a
+    verified address, not uploading too often, credits for the cheapest song, room in the storage
+    quota) before the body is read, then size, type by content and the true duration, decoded."""
 
     def read_fields():
         data = UploadInput(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        return (
-            fields["file"],
-            fields.get("model") or default_model_name(models_list()),
-            fields["stems"],
-            fields["format"],
+        options = JobOptions(
+            model=fields.get("model") or default_model_name(models_list()),
+            stems=fields["stems"],
+            output_format=fields["format"],
         )
+        return fields["file"], options
 
     try:
+        uploaded_file, options = upload_request_read(request, read_fields=read_fields)
         job, created = upload_accept(
-            request._request, read_fields=read_fields, idempotency_key=request.headers.get("Idempotency-Key", "")[:100]
+            user=request.user,
+            uploaded_file=uploaded_file,
+            options=options,
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
         )
-    except EmailNotVerified as unverified:
-        return Response({"detail": str(unverified), "code": unverified.code}, status=status.HTTP_403_FORBIDDEN)
-    except UploadRejected as rejected:
-        return Response({"detail": str(rejected)}, status=rejected.status_code)
-    except InsufficientCredits as short:
+    except UploadRefused as refused:
         return Response(
-            {
-                "detail": f"Not enough credits: this song costs {short.required} and you have {short.balance}.",
-                "credits": f"{short.balance:.2f}",
-                "cost": f"{short.required:.2f}",
-            },
-            status=status.HTTP_402_PAYMENT_REQUIRED,
+            upload_refusal_payload(refused),
+            status=upload_refusal_status(refused),
+            headers=upload_refusal_headers(refused),
         )
-    except QueueUnavailable as unavailable:
-        return Response({"detail": str(unavailable)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if not created:  # an earlier job for this Idempotency-Key; job_create set the balance of a new one
         request.user.refresh_from_db(fields=["credits"])
     output = {"job_id": job.pk, "status": job.status, "cost": job.cost, "credits_remaining": request.user.credits}
@@ -188,7 +211,8 @@ def upload(request):
 def job_status(request, job_id):
     """A job's status and progress; once completed, its download URLs."""
     job = job_get_for_user(user=request.user, job_id=job_id)
-    return Response(JobOutput(job, context={"request": request}).data)
+    context = {"request": request, "queue_positions": job_queue_positions(jobs=[job])}
+    return Response(JobOutput(job, context=context).data)
 
 
 @extend_schema(tags=["separation"])
@@ -199,6 +223,11 @@ class JobListView(generics.ListAPIView):
 
     def get_queryset(self):
         return jobs_for_user(user=self.request.user)
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        context = {**self.get_serializer_context(), "queue_positions": job_queue_positions(jobs=page)}
+        return self.get_paginated_response(JobOutput(page, many=True, context=context).data)
 
 
 def _not_ready(job: Job) -> Response:

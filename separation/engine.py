@@ -16,10 +16,11 @@ may query CUDA and set torch's thread count.
 Formats. Input is whatever sphn decodes (wav, mp3, flac, ogg/vorbis, ...; there is no
 ffmpeg fallback). Output is wav (16-bit PCM), mp3 (320 kbps, LAME via lameenc) or flac
 (16-bit, via soundfile because demucs's flac writer needs ffmpeg), each at the input's
-samplerate and frame count, mono for a mono input and stereo otherwise. Exception: LAME
-only encodes 8-48 kHz at its standard rates, so for mp3 only, an input above 48 kHz is
-written at 48 kHz and an input at a non-standard rate at the next standard rate above it
-(e.g. 96 kHz -> 48 kHz, 37.8 kHz -> 44.1 kHz); `SeparationResult` reports what was written.
+samplerate and length, mono for a mono input and stereo otherwise. Inputs above 48 kHz are
+written at the model's rate (44.1 kHz): nothing the model makes lies above that, and storage
+stays bounded by the length paid for. LAME only encodes 8-48 kHz at its standard rates, so an
+mp3 at a non-standard rate is written at the next standard rate above it (37.8 kHz -> 44.1
+kHz); `SeparationResult` reports what was written.
 An mp3 decoded again is longer than what was encoded (LAME's encoder delay and frame
 padding, no gapless header): ~1-2 frames of 1152 samples, mostly leading silence.
 
@@ -63,6 +64,8 @@ logger = logging.getLogger(__name__)
 OUTPUT_FORMATS = ("wav", "mp3", "flac")
 MIN_SECONDS = 0.1  # shorter inputs break demucs's chunking (and are not songs)
 MP3_BITRATE = 320
+# Stems are written at the input's rate up to this; a higher input's stems at the model's rate.
+MAX_OUTPUT_SAMPLERATE = 48000
 # Sample rates LAME can write (MPEG-1, -2 and -2.5 layer III).
 MP3_SAMPLERATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 WAVEFORM_SIZE = (1000, 120)  # width, height in pixels
@@ -80,6 +83,14 @@ class EngineError(Exception):
 
 class AudioDecodeError(EngineError):
     """The file cannot be opened or decoded as audio."""
+
+
+class AudioTooLong(EngineError):
+    """The decoded audio runs past a limit: the longest song accepted, or what a job was charged for."""
+
+    def __init__(self, *, seconds_at_least: float, message: str = "The audio is longer than allowed."):
+        super().__init__(message)
+        self.seconds_at_least = seconds_at_least
 
 
 class ModelUnavailable(EngineError):
@@ -121,25 +132,27 @@ class SeparationResult:
 # Probing (web process: no torch)
 
 
-def probe_audio(path: Path) -> AudioInfo:
-    """Duration, samplerate and channels from the file's headers, without decoding it all.
+def probe_audio(path: Path, *, max_seconds: float | None = None) -> AudioInfo:
+    """Samplerate and channels from the file's headers, and the duration by decoding the whole file
+    (what the worker will separate): a header's claim (Xing/VBRI frames, FLAC STREAMINFO, WAV or OGG
+    sizes, an estimate from a VBR MP3's first frame) is never trusted for price or limits. Decoding
+    stops once it passes `max_seconds` (AudioTooLong), so a hostile file costs at most that much.
 
-    Raises AudioDecodeError for anything sphn cannot open, and for a file that announces
-    audio but yields none (e.g. a header with the data cut off)."""
-    try:
-        reader = sphn.FileReader(str(path))
-        duration = float(reader.duration_sec)
-        samplerate = int(reader.sample_rate)
-        channels = int(reader.channels)
-        # Decode a few milliseconds: proves the codec works and the data is really there.
-        head = reader.decode(0.0, 0.05)
-    except Exception as error:  # sphn raises ValueError/OSError, with Rust's message
-        raise AudioDecodeError("The file could not be read as audio.") from error
-    if not (math.isfinite(duration) and duration > 0 and samplerate > 0 and channels > 0):
+    Raises AudioDecodeError for anything sphn cannot open or that holds no audio."""
+    reader = _InputReader(Path(path))
+    if not (math.isfinite(reader.duration) and reader.samplerate > 0 and reader.channels > 0):
         raise AudioDecodeError("The file contains no audio.")
-    if head.ndim != 2 or head.shape[-1] == 0:
+    limit = None if max_seconds is None else int(max_seconds * reader.samplerate)
+    for _ in reader.blocks():
+        if limit is not None and reader.frames_read > limit:
+            raise AudioTooLong(seconds_at_least=reader.frames_read / reader.samplerate)
+    if reader.frames_read == 0:
         raise AudioDecodeError("The file contains no audio data.")
-    return AudioInfo(duration_seconds=duration, samplerate=samplerate, channels=channels)
+    return AudioInfo(
+        duration_seconds=reader.frames_read / reader.samplerate,
+        samplerate=reader.samplerate,
+        channels=reader.channels,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -332,6 +345,12 @@ ALIGN_ANCHOR = 64
 # Share of the model's progress range taken by the first pass (reading the mix for its statistics).
 STATISTICS_SHARE = 0.02
 ENCODE_BLOCK_FRAMES = 1 << 18
+ZIP_BLOCK_BYTES = 1 << 22
+# Past this an entry's sizes need zip64 records (and force_zip64 must be said before writing).
+ZIP64_THRESHOLD = (1 << 31) - (1 << 26)
+DEFLATE_PROBES = 8
+DEFLATE_PROBE_BYTES = 1 << 17
+DEFLATE_WORTH_RATIO = 0.7
 
 
 class _InputReader:
@@ -502,14 +521,24 @@ class _MixStatistics:
     std: object
 
 
-def _mix_statistics(reader: _InputReader, model, report: Callable[[float], None]) -> _MixStatistics:
+def _mix_statistics(
+    reader: _InputReader, model, report: Callable[[float], None], max_seconds: float | None = None
+) -> _MixStatistics:
     """First pass: the length of the converted mix, and the mean and (unbiased) standard deviation
-    of its channel average, accumulated in float64 block by block (Chan et al.)."""
+    of its channel average, accumulated in float64 block by block (Chan et al.). Stops with
+    AudioTooLong past `max_seconds`, before anything is separated."""
     import torch
 
     count, mean, m2 = 0, 0.0, 0.0
-    expected = max(1.0, reader.duration * reader.samplerate)
+    seconds = max_seconds if max_seconds is not None else reader.duration
+    expected = max(1.0, seconds * reader.samplerate)
+    limit = None if max_seconds is None else int(max_seconds * reader.samplerate)
     for block in _mix_blocks(reader, model):
+        if limit is not None and reader.frames_read > limit:
+            raise AudioTooLong(
+                seconds_at_least=reader.frames_read / reader.samplerate,
+                message="The file holds more audio than was measured when it was uploaded.",
+            )
         ref = block.mean(0).double()
         size = ref.numel()
         block_mean = float(ref.mean())
@@ -753,7 +782,12 @@ def warm_up(name: str, config: EngineConfig) -> None:
         _forward(sub, torch.zeros(sub.audio_channels, length), length, device)
 
 
-def _output_samplerate(samplerate: int, output_format: str) -> int:
+def _output_samplerate(samplerate: int, output_format: str, model_samplerate: int) -> int:
+    """The input's rate up to MAX_OUTPUT_SAMPLERATE; above it, the model's own (nothing the model
+    wrote lies above its Nyquist frequency, and a 384 kHz input would make stems 8x larger for
+    nothing). MP3 only takes LAME's standard rates."""
+    if samplerate > MAX_OUTPUT_SAMPLERATE:
+        samplerate = model_samplerate
     if output_format != "mp3" or samplerate in MP3_SAMPLERATES:
         return samplerate
     return next((rate for rate in MP3_SAMPLERATES if rate >= samplerate), MP3_SAMPLERATES[-1])
@@ -865,16 +899,21 @@ def _wav_header(channels: int, samplerate: int, frames: int) -> bytes:
     )
 
 
-def _encode(writer: _StemWriter, path: Path, samplerate: int, output_format: str) -> None:
+def _encode(
+    writer: _StemWriter, path: Path, samplerate: int, output_format: str, tick: Callable[[float], None]
+) -> None:
     """The raw stem -> `path`, as demucs.audio.save_audio writes it (clip="rescale": divided by
     max(1.01 * peak, 1) over the whole stem; 16-bit PCM as _pcm_bytes and i16_pcm convert it;
-    mp3 as encode_mp3), block by block; flac through soundfile (demucs's writer needs ffmpeg)."""
+    mp3 as encode_mp3), block by block; flac through soundfile (demucs's writer needs ffmpeg).
+    tick(fraction done) after each block: encoding a long song takes minutes, and the progress
+    callback is the job's heartbeat."""
     import torch
 
     channels, frames = writer.channels, writer.frames
     scale = max(1.01 * torch.tensor(writer.peak, dtype=torch.float32), 1)
 
     def pcm_blocks():
+        done = 0
         with open(writer.raw, "rb") as raw:
             while True:
                 data = np.fromfile(raw, dtype=np.float32, count=ENCODE_BLOCK_FRAMES * channels)
@@ -882,6 +921,8 @@ def _encode(writer: _StemWriter, path: Path, samplerate: int, output_format: str
                     return
                 wav = torch.from_numpy(data.reshape(-1, channels)) / scale
                 yield (wav.clamp(-1, 1).numpy() * (2**15 - 1)).astype("<i2")
+                done += data.size // channels
+                tick(min(done / max(frames, 1), 1.0))
 
     if output_format == "wav":
         with open(path, "wb") as file:
@@ -908,6 +949,41 @@ def _encode(writer: _StemWriter, path: Path, samplerate: int, output_format: str
         ) as file:
             for pcm in pcm_blocks():
                 file.write(pcm)
+
+
+def _worth_deflating(path: Path) -> bool:
+    """Whether a stem compresses well enough to deflate it in the zip: judged on a few slices.
+    Music in 16-bit PCM deflates by about 5% at 56 MB/s (not worth the time on a GPU worker);
+    silence and near-silence (a stem the song hardly has) by over 99%."""
+    import zlib
+
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        sample = b""
+        for index in range(DEFLATE_PROBES):
+            file.seek(size * index // DEFLATE_PROBES)
+            sample += file.read(DEFLATE_PROBE_BYTES)
+    return bool(sample) and len(zlib.compress(sample, 1)) < DEFLATE_WORTH_RATIO * len(sample)
+
+
+def _write_zip(temp: Path, stem_paths: dict[str, Path], *, folder: str, tick: Callable[[float], None]) -> None:
+    """The stems in one zip, copied in blocks (tick(fraction) after each, as the job's heartbeat).
+    WAV stems that compress well are deflated; the others (and mp3/flac) are stored."""
+    total = sum(path.stat().st_size for path in stem_paths.values()) or 1
+    done = 0
+    with zipfile.ZipFile(temp, "w", allowZip64=True) as bundle:
+        for path in stem_paths.values():
+            size = path.stat().st_size
+            # open() takes the method and level of the archive's current settings for the next entry.
+            deflate = path.suffix == ".wav" and _worth_deflating(path)
+            bundle.compression = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+            bundle.compresslevel = 1 if deflate else None
+            entry = bundle.open(f"{folder}/{path.name}", "w", force_zip64=size > ZIP64_THRESHOLD)
+            with open(path, "rb") as source, entry as target:
+                while block := source.read(ZIP_BLOCK_BYTES):
+                    target.write(block)
+                    done += len(block)
+                    tick(done / total)
 
 
 def _safe_archive_name(name: str) -> str:
@@ -1050,11 +1126,13 @@ def separate(
     output_format: str = "wav",
     progress: Callable[[float], None] | None = None,
     archive_name: str = "stems",
+    max_seconds: float | None = None,
 ) -> SeparationResult:
     """Separate `input_path` into stems in `output_dir`: one audio file and one waveform PNG
-    per stem, and a zip of the audio files. Raises AudioDecodeError, ModelUnavailable or
-    EngineError (messages fit for users), or SeparationAborted when `progress` raised it;
-    on any failure no output file is left behind."""
+    per stem, and a zip of the audio files. Never separates past `max_seconds` of audio (what the
+    job was charged for): a longer file raises AudioTooLong before any separation. Raises
+    AudioDecodeError, ModelUnavailable or EngineError (messages fit for users), or
+    SeparationAborted when `progress` raised it; on any failure no output file is left behind."""
     if output_format not in OUTPUT_FORMATS:
         raise EngineError(f"Unknown output format {output_format!r}: use {', '.join(OUTPUT_FORMATS)}.")
     if progress is not None:
@@ -1069,7 +1147,7 @@ def separate(
     segment = _effective_segment(model, config.segment)
     tracker = _Progress(progress, SEPARATION_SHARE)
 
-    stats = _mix_statistics(reader, model, tracker.reading)
+    stats = _mix_statistics(reader, model, tracker.reading, max_seconds)
     if stats.input_frames == 0:
         raise AudioDecodeError("The file contains no audio data.")
     if stats.input_frames < MIN_SECONDS * reader.samplerate:
@@ -1077,7 +1155,7 @@ def separate(
     plan = _plan(model, two_stems)
     passes = _passes(model, plan, frames=stats.frames, config=config, segment=segment)
 
-    out_samplerate = _output_samplerate(reader.samplerate, output_format)
+    out_samplerate = _output_samplerate(reader.samplerate, output_format, model.samplerate)
     out_channels = 1 if reader.channels == 1 else 2
     in_frames = stats.input_frames
     out_frames = (
@@ -1114,22 +1192,30 @@ def separate(
         )
         for writer in writers.values():
             writer.finish()
+        # The files' share of the progress range: 90% for the stems (encoding and waveforms), 10% the zip.
+        files_share = 1 - SEPARATION_SHARE
         for index, (name, writer) in enumerate(writers.items()):
+
+            def encoded(fraction: float, index: int = index) -> None:
+                tracker.emit(SEPARATION_SHARE + files_share * 0.9 * (index + fraction) / len(writers))
+
             final = output_dir / f"{name}.{output_format}"
             temp = outputs.temp_path(final)
-            _encode(writer, temp, out_samplerate, output_format)
+            _encode(writer, temp, out_samplerate, output_format, encoded)
             stem_paths[name] = outputs.commit(temp, final)
             outputs.discard(writer.raw)
             final = output_dir / f"{name}.png"
             temp = outputs.temp_path(final)
             _write_waveform(writer.waveform.low, writer.waveform.high, temp)
             waveform_paths[name] = outputs.commit(temp, final)
-            tracker.emit(SEPARATION_SHARE + (1 - SEPARATION_SHARE) * 0.9 * (index + 1) / len(writers))
         zip_final = output_dir / f"{archive}.zip"
         temp = outputs.temp_path(zip_final)
-        with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as bundle:
-            for name, path in stem_paths.items():
-                bundle.write(path, arcname=f"{archive}/{name}.{output_format}")
+        _write_zip(
+            temp,
+            stem_paths,
+            folder=archive,
+            tick=lambda fraction: tracker.emit(SEPARATION_SHARE + files_share * (0.9 + 0.1 * fraction) * 0.999),
+        )
         zip_path = outputs.commit(temp, zip_final)
         tracker.emit(1.0)
     except BaseException:

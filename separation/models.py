@@ -41,11 +41,19 @@ class Job(models.Model):
     error = models.CharField(max_length=500, blank=True)
     duration_seconds = models.FloatField()
     # Our own count of claims: django-q2 does not count attempts killed by SIGKILL or the OOM killer.
+    # It only grows: each run writes its own folder and every write of a run is fenced by its number.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Claims allowed in all: JOB_MAX_ATTEMPTS, raised (never rewound) by an operator's requeue.
+    attempt_budget = models.PositiveSmallIntegerField(default=0)
     # Stems in output order: [{"name", "file", "waveform"}], paths relative to MEDIA_ROOT.
     stems = models.JSONField(default=list, blank=True)
     zip_file = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=100, blank=True)
+    # What the key was used for (the file's hash and the options): the same key with other content is refused.
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True)
+    # Bytes counted against the owner's storage quota: the upload and an estimate of the outputs and
+    # temporary files while the job runs, what is on disk once it ends, 0 once the files are deleted.
+    storage_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -59,10 +67,13 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"], name="job_user_newest"),
             models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
+            models.Index(fields=["user", "status"], name="job_user_status"),
+            models.Index(fields=["user", "started_at"], name="job_user_started"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="job_progress_at_most_100"),
             models.CheckConstraint(condition=models.Q(cost__gt=0), name="job_cost_positive"),
+            models.CheckConstraint(condition=models.Q(storage_bytes__gte=0), name="job_storage_not_negative"),
             models.UniqueConstraint(
                 fields=["user", "idempotency_key"],
                 condition=~models.Q(idempotency_key=""),

@@ -1,17 +1,27 @@
-"""django-q2 entry points: thin, taking ids and calling services."""
+"""django-q2 entry points: thin, taking ids (or nothing) and calling services.
+
+`separate_next_job` runs on the separation cluster; the others are scheduled on the maintenance
+cluster, so they never wait behind a separation (separation/migrations/0004_maintenance_cluster.py).
+"""
 
 from demucs_service.log_context import job_context
-from separation import services
+from separation import maintenance
+from separation.scheduling import job_claim_next
+from separation.worker import job_run, through_database_outage
 
 
-def separate_job(job_id: str) -> None:
-    with job_context(job_id):  # every log line of the run names the job
-        services.job_run(job_id=job_id)
+def separate_next_job() -> None:
+    """A token from the separation queue: run the fairest job that can start now, if any."""
+    job = through_database_outage(job_claim_next)
+    if job is None:
+        return
+    with job_context(str(job.pk)):  # every log line of the run names the job
+        job_run(job=job)
 
 
-def reap_jobs() -> dict[str, int]:
-    return services.jobs_reap()
+def jobs_reap() -> dict[str, int]:
+    return maintenance.jobs_reap()
 
 
-def delete_expired_job_files() -> int:
-    return services.jobs_delete_expired()
+def jobs_delete_expired() -> dict[str, int]:
+    return maintenance.jobs_delete_expired()

@@ -12,13 +12,16 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from credits.services import InsufficientCredits
 from separation.catalog import default_model_name, models_list
 from separation.downloads import file_response
 from separation.models import Job
+from separation.scheduling import job_queue_positions
 from separation.selectors import job_get_for_user, jobs_for_user
-from separation.services import QueueUnavailable, job_cancel
-from separation.uploads import EmailNotVerified, UploadRejected, upload_accept
+from separation.services import job_cancel
+from separation.storage_quota import storage_use
+from separation.upload_errors import EmailNotVerified, NotEnoughCredits, UploadRefused
+from separation.upload_gate import upload_request_read, upload_view
+from separation.uploads import JobOptions, upload_accept
 
 
 def _job_list_context(request) -> dict:
@@ -38,6 +41,8 @@ def dashboard(request):
         "upload_token": uuid.uuid4().hex,
         "max_upload_mb": settings.MAX_UPLOAD_MB,
         "max_minutes": settings.MAX_DURATION_MINUTES,
+        "storage": storage_use(user=request.user),
+        "retention_days": settings.JOB_RETENTION_DAYS,
         **_job_list_context(request),
     }
     return render(request, "separation/dashboard.html", context)
@@ -48,54 +53,57 @@ def job_list_partial(request):
     return render(request, "separation/job_list.html", _job_list_context(request))
 
 
+@upload_view
 @login_required
 @require_POST
 def upload(request):
     def read_fields():
-        return (
-            request.FILES.get("file"),
-            request.POST.get("model") or default_model_name(models_list()),
-            request.POST.get("stems") or "all",
-            request.POST.get("format") or "wav",
+        options = JobOptions(
+            model=request.POST.get("model") or default_model_name(models_list()),
+            stems=request.POST.get("stems") or "all",
+            output_format=request.POST.get("format") or "wav",
         )
+        return request.FILES.get("file"), options
 
     try:
-        job, _ = upload_accept(request, read_fields=read_fields, idempotency_key=request.POST.get("token", "")[:100])
-    except EmailNotVerified:
-        messages.error(
-            request,
-            "Verify your email address before uploading: follow the link we emailed you, "
-            "or use “Resend verification email” above.",
+        uploaded_file, options = upload_request_read(request, read_fields=read_fields)
+        job, _ = upload_accept(
+            user=request.user,
+            uploaded_file=uploaded_file,
+            options=options,
+            idempotency_key=request.POST.get("token", "")[:100],
         )
-        return redirect("dashboard")
-    except UploadRejected as rejected:
-        messages.error(request, str(rejected))
-        return redirect("dashboard")
-    except InsufficientCredits as short:
-        messages.error(
-            request,
-            format_html(
-                'Not enough credits: this song costs {} and you have {}. <a href="{}">Buy credits</a>',
-                floatformat(short.required, "-2"),
-                floatformat(short.balance, "-2"),
-                reverse("credits"),
-            ),
-        )
-        return redirect("dashboard")
-    except QueueUnavailable as unavailable:
-        messages.error(request, str(unavailable))
+    except UploadRefused as refused:
+        messages.error(request, _refusal_message(refused))
         return redirect("dashboard")
     return redirect("job", job_id=job.pk)
 
 
+def _refusal_message(refused: UploadRefused):
+    """The API's sentence, with a way out where the page offers one."""
+    if isinstance(refused, NotEnoughCredits):
+        return format_html('{} <a href="{}">Buy credits</a>', str(refused), reverse("credits"))
+    if isinstance(refused, EmailNotVerified):
+        return (
+            "Verify your email address before uploading: follow the link we emailed you, "
+            "or use “Resend verification email” above."
+        )
+    return str(refused)
+
+
+def _job_context(request, job_id) -> dict:
+    job = job_get_for_user(user=request.user, job_id=job_id)
+    return {"job": job, "queue_position": job_queue_positions(jobs=[job]).get(job.pk)}
+
+
 @login_required
 def job_page(request, job_id):
-    return render(request, "separation/job.html", {"job": job_get_for_user(user=request.user, job_id=job_id)})
+    return render(request, "separation/job.html", _job_context(request, job_id))
 
 
 @login_required
 def job_status_partial(request, job_id):
-    return render(request, "separation/job_status.html", {"job": job_get_for_user(user=request.user, job_id=job_id)})
+    return render(request, "separation/job_status.html", _job_context(request, job_id))
 
 
 @login_required

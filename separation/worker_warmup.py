@@ -96,6 +96,10 @@ def worker_started(sender=None, proc_name: str = "", **kwargs) -> None:
     """post_spawn receiver: runs in a freshly forked django-q2 worker, before its first task."""
     if multiprocessing.parent_process() is None:
         return  # not a forked worker (sync mode, the web process, a test): never load here
+    from django_q.conf import Conf
+
+    if Conf.CLUSTER_NAME != settings.SEPARATION_CLUSTER:
+        return  # the maintenance cluster never separates
     if settings.WORKER_PRELOAD_MODELS == "none":
         logger.info("Worker %s (pid %d) preloads no models (WORKER_PRELOAD_MODELS=none)", proc_name, os.getpid())
         return

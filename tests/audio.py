@@ -77,3 +77,23 @@ def png_bytes(size=(8, 8)) -> bytes:
 def files_under(folder: Path) -> list[Path]:
     folder = Path(folder)
     return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
+
+
+def mp3_with_xing_frames(mp3: bytes, claimed_frames: int) -> bytes:
+    """`mp3` behind a first frame whose Xing tag claims `claimed_frames` MPEG frames (1152 samples
+    each): what decoders read the duration from, whatever follows. 44.1 kHz, 128 kbps, MPEG-1."""
+    import struct
+
+    frame = bytearray(417)  # 144 * 128000 / 44100
+    frame[:4] = bytes([0xFF, 0xFB, 0x90, 0x00])  # sync, MPEG-1 layer III, 128 kbps, 44.1 kHz, stereo
+    frame[36:48] = b"Xing" + struct.pack(">II", 1, claimed_frames)  # after the 32-byte side info
+    return bytes(frame) + mp3
+
+
+def flac_claiming_samples(flac: bytes, claimed_samples: int) -> bytes:
+    """A FLAC file whose STREAMINFO says it holds `claimed_samples` samples (0: unknown)."""
+    assert flac[:4] == b"fLaC"
+    # STREAMINFO starts at byte 8; its total-samples field is the low 36 bits of bytes 21..25.
+    head = int.from_bytes(flac[21:26], "big")
+    patched = (head & ~((1 << 36) - 1)) | claimed_samples
+    return flac[:21] + patched.to_bytes(5, "big") + flac[26:]

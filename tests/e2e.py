@@ -34,7 +34,14 @@ from tests.audio import tones, write_audio
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLERATE = 44100
 # Settings the qcluster subprocess must not inherit from the test runner's environment.
-_CLEARED_ENV = ("JOB_STALE_SECONDS", "JOB_MAX_ATTEMPTS", "JOB_REQUEUE_SECONDS", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+_CLEARED_ENV = (
+    "JOB_STALE_SECONDS",
+    "JOB_MAX_ATTEMPTS",
+    "JOB_REQUEUE_SECONDS",
+    "REDIS_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "Q_CLUSTER_NAME",
+)
 
 
 # Debian's Chromium, without the background calls this offline machine would refuse.

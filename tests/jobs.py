@@ -7,32 +7,26 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 from django_q.models import OrmQ
 
 from credits.models import CreditTransaction
-from separation.catalog import model_get
 from separation.models import Job
-from separation.services import job_create
-from separation.uploads import upload_validate
+from separation.scheduling import SEPARATE_TASK
+from separation.uploads import JobOptions, upload_accept
 from tests.audio import tone_bytes
 
 REFUND_KINDS = [CreditTransaction.Kind.JOB_REFUND, CreditTransaction.Kind.ADMIN_REFUND]
 
 
-def make_job(user, name="My Song.wav", *, content: bytes | None = None, model="demo", output_format="wav") -> Job:
-    """Through the upload path: probe the temporary upload, then job_create (store, create, charge).
+def make_job(
+    user, name="My Song.wav", *, content: bytes | None = None, model="demo", output_format="wav", stems="all"
+) -> Job:
+    """Through the upload service the API and the pages use (checks, store, create, charge).
     `content` defaults to a two-second stereo wav."""
     content = tone_bytes() if content is None else content
     upload = TemporaryUploadedFile(name, "audio/wav", len(content), None)
     try:
         upload.write(content)
         upload.seek(0)
-        audio = upload_validate(uploaded_file=upload)
-        job, created = job_create(
-            user=user,
-            uploaded_file=upload,
-            audio=audio,
-            model=model_get(model),
-            stem_mode="all",
-            output_format=output_format,
-        )
+        options = JobOptions(model=model, stems=stems, output_format=output_format)
+        job, created = upload_accept(user=user, uploaded_file=upload, options=options)
     finally:
         upload.close()
     assert created
@@ -44,10 +38,6 @@ def refunds(job):
     return CreditTransaction.objects.filter(reference=f"job:{job.pk}", kind__in=REFUND_KINDS)
 
 
-def queued(job) -> int:
-    """How many separation tasks for this job wait in the django-q2 ORM queue."""
-    return sum(
-        1
-        for row in OrmQ.objects.all()
-        if row.task.get("func") == "separation.tasks.separate_job" and list(row.task.get("args") or ()) == [str(job.pk)]
-    )
+def tokens_queued() -> int:
+    """How many separation tokens (scheduling.py) wait in the django-q2 ORM queue."""
+    return sum(1 for row in OrmQ.objects.all() if row.task.get("func") == SEPARATE_TASK)

@@ -10,10 +10,11 @@ from django.utils import timezone
 from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
 from separation.models import Job
-from separation.services import job_claim, job_complete, job_fail
+from separation.scheduling import job_claim_next
+from separation.services import job_complete, job_fail
 from tests.conftest import balance
 from tests.factories import UserFactory
-from tests.jobs import make_job, queued, refunds
+from tests.jobs import make_job, refunds, tokens_queued
 
 Kind = CreditTransaction.Kind
 Status = Job.Status
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 def failed_job(user, name="song.wav", error="The separation failed unexpectedly.") -> Job:
     job = make_job(user, name)
-    job_claim(job_id=job.pk)
+    job_claim_next()
     job_fail(job_id=job.pk, error=error)
     job.refresh_from_db()
     return job
@@ -47,8 +48,8 @@ def test_it_lists_filters_and_searches_jobs(admin_client):
     alice = UserFactory(username="alice")
     bob = UserFactory(username="bob")
     done = make_job(alice, "Sunny Day.wav", output_format="flac")
-    job_claim(job_id=done.pk)
-    job_complete(job_id=done.pk, attempt=1, stems=[], zip_file="")
+    job_claim_next()
+    job_complete(job_id=done.pk, attempt=1, stems=[], zip_file="", storage_bytes=0)
     broken = failed_job(bob, "Rainy Night.wav", error="The file could not be decoded as audio.")
     waiting = make_job(bob, "Cloudy.wav")
 
@@ -143,7 +144,7 @@ def test_it_does_not_refund_again_a_job_that_failed_with_its_automatic_refund(ad
 # --- requeue --------------------------------------------------------------------------
 
 
-def test_it_requeues_a_failed_job_as_a_free_retry(admin_client, django_capture_on_commit_callbacks):
+def test_it_requeues_a_failed_job_as_a_free_retry(admin_client, settings, django_capture_on_commit_callbacks):
     user = UserFactory()
     start = balance(user)
     job = failed_job(user)
@@ -156,13 +157,14 @@ def test_it_requeues_a_failed_job_as_a_free_retry(admin_client, django_capture_o
     assert messages_of(response) == ["Requeued 1 job(s); 0 were not failed or have no stored input."]
     job.refresh_from_db()
     assert job.status == Status.PENDING
-    assert (job.attempts, job.progress, job.error) == (0, 0, "")
+    # Attempt numbers go on (never reused by a retry): the retry gets JOB_MAX_ATTEMPTS more.
+    assert (job.attempts, job.attempt_budget, job.progress, job.error) == (1, 1 + settings.JOB_MAX_ATTEMPTS, 0, "")
     assert job.started_at is None and job.finished_at is None
-    assert queued(job) == 1
+    assert tokens_queued() == 1
     assert job.enqueued_at is not None
     assert balance(user) == start  # no new charge: the retry is free
 
-    assert job_claim(job_id=job.pk).attempts == 1
+    assert job_claim_next().attempts == 2
     assert job_fail(job_id=job.pk, error="Failed again.") is not None
 
     job.refresh_from_db()
@@ -177,8 +179,8 @@ def test_it_does_not_requeue_a_completed_job_or_one_without_its_input(
 ):
     user = UserFactory()
     done = make_job(user)
-    job_claim(job_id=done.pk)
-    job_complete(job_id=done.pk, attempt=1, stems=[], zip_file="")
+    job_claim_next()
+    job_complete(job_id=done.pk, attempt=1, stems=[], zip_file="", storage_bytes=0)
     gone = failed_job(user)
     (Path(settings.MEDIA_ROOT) / gone.input_file).unlink()
     pending = make_job(user)
@@ -194,4 +196,4 @@ def test_it_does_not_requeue_a_completed_job_or_one_without_its_input(
         Status.PENDING,
     ]
     assert Job.objects.get(pk=done.pk).attempts == 1
-    assert sum(queued(job) for job in (done, gone, pending)) == 0
+    assert tokens_queued() == 0

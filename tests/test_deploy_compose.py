@@ -38,14 +38,14 @@ def config(tmp_path, *files: str, **env: str) -> dict:
 def test_the_stack(tmp_path):
     stack = config(tmp_path)
     services = stack["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "caddy"}
+    assert set(services) == {"postgres", "redis", "web", "worker", "maintenance", "caddy"}
 
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert "postgres-data:/var/lib/postgresql/data" in " ".join(services["postgres"]["volumes"])
     assert services["redis"]["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
 
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "maintenance"):
         service = services[name]
         env = service["environment"]
         assert env["SECRET_KEY"] == "compose-test-secret"
@@ -65,6 +65,10 @@ def test_the_stack(tmp_path):
     # web: the image's command (migrate, then gunicorn); the worker runs qcluster.
     assert "command" not in services["web"]
     assert services["worker"]["command"] == ["python", "manage.py", "qcluster"]
+    # The maintenance cluster: the same command on the other queue, so upkeep never waits behind a job.
+    assert services["maintenance"]["command"] == ["python", "manage.py", "qcluster"]
+    assert services["maintenance"]["environment"]["Q_CLUSTER_NAME"] == "maintenance"
+    assert "Q_CLUSTER_NAME" not in services["worker"]["environment"]
 
     caddy = services["caddy"]
     assert caddy["environment"] == {"DOMAIN": "stems.example.com", "UPSTREAM": "web:8000"}

@@ -9,7 +9,8 @@ from django.core import mail
 from credits.models import CreditTransaction
 from reliability.harness import free_port
 from separation.models import Job
-from separation.services import job_fail, job_run
+from separation.services import job_fail
+from separation.tasks import separate_next_job
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.jobs import make_job
@@ -54,7 +55,7 @@ def test_a_completed_job_mails_its_owner(user, django_capture_on_commit_callback
     job = make_job(user, name="Tune.wav")
 
     with django_capture_on_commit_callbacks(execute=True):
-        job_run(job_id=job.pk)
+        separate_next_job()
 
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
@@ -82,7 +83,7 @@ def test_the_owner_can_turn_the_mails_off(django_capture_on_commit_callbacks):
 
     with django_capture_on_commit_callbacks(execute=True):
         job_fail(job_id=failing.pk, error=ERROR)
-        job_run(job_id=completing.pk)
+        separate_next_job()
 
     assert Job.objects.get(pk=completing.pk).status == Job.Status.COMPLETED
     assert mail.outbox == []
@@ -134,7 +135,7 @@ def test_a_failing_mail_server_never_fails_a_completed_job(user, settings, djang
     job = make_job(user)
 
     with django_capture_on_commit_callbacks(execute=True):
-        job_run(job_id=job.pk)
+        separate_next_job()
 
     assert Job.objects.get(pk=job.pk).status == Job.Status.COMPLETED
 

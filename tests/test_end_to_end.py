@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
+from separation.maintenance import WORKER_LOST, jobs_reap
 from separation.models import Job
-from separation.services import WORKER_LOST, jobs_reap
 from tests import e2e
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -199,8 +199,8 @@ def test_separates_into_the_model_stems(tmp_path, config):
     with zipfile.ZipFile(result.zip_path) as bundle:
         assert result.zip_path == tmp_path / "out" / "My song.zip"
         assert bundle.namelist() == [f"My song/{name}.wav" for name in SOURCES]
-        assert {item.compress_type for item in bundle.infolist()} == {zipfile.ZIP_STORED}
-        assert bundle.read("My song/vocals.wav") == result.stems["vocals"].read_bytes()
+        for name in SOURCES:
+            assert bundle.read(f"My song/{name}.wav") == result.stems[name].read_bytes()
     expected = {f"{name}.{ext}" for name in SOURCES for ext in ("wav", "png")} | {"My song.zip"}
     assert {path.name for path in (tmp_path / "out").iterdir()} == expected  # no temp files left
 
@@ -301,16 +301,42 @@ def test_each_format_opens_again(tmp_path, config, output_format, samplerate, ch
             )
 
 
-def test_mp3_above_48khz_is_written_at_48khz(tmp_path, config):
+def test_above_48khz_stems_are_written_at_the_models_rate(tmp_path, config):
+    """Nothing the model makes lies above its own Nyquist frequency: a 96 kHz (or 384 kHz) input
+    does not make stems twice (or eight times) as large, in any format."""
     song = write_audio(tmp_path / "song.wav", tones(1.0, 96000, 2), 96000)
     result = separate(song, tmp_path / "out", config, output_format="mp3")
-    assert (result.samplerate, result.frames) == (48000, 48000)
+    assert (result.samplerate, result.frames) == (44100, 44100)
     data, rate = sphn.read(str(result.stems["vocals"]))
-    assert rate == 48000
-    assert data.shape[1] == MP3_FRAME * (math.ceil(48000 / MP3_FRAME) + 1)
-    # wav and flac keep 96 kHz.
-    wav = separate(song, tmp_path / "wav", config)
-    assert soundfile.info(wav.stems["vocals"]).samplerate == 96000
+    assert rate == 44100
+    assert data.shape[1] == MP3_FRAME * (math.ceil(44100 / MP3_FRAME) + 1)
+    for fmt in ("wav", "flac"):
+        other = separate(song, tmp_path / fmt, config, output_format=fmt)
+        assert soundfile.info(other.stems["vocals"]).samplerate == 44100
+        assert soundfile.info(other.stems["vocals"]).frames == 44100
+
+
+def test_48khz_stems_keep_their_rate(tmp_path, config):
+    song = write_audio(tmp_path / "song.wav", tones(1.0, 48000, 2), 48000)
+    result = separate(song, tmp_path / "out", config)
+    assert (result.samplerate, result.frames) == (48000, 48000)
+    assert soundfile.info(result.stems["vocals"]).samplerate == 48000
+
+
+def test_silent_stems_are_deflated_in_the_zip_and_music_is_stored(tmp_path, config):
+    """The zip deflates what compresses (a silent song's stems shrink to almost nothing) and stores
+    what does not (mp3), so storage stays bounded without spending time on incompressible audio."""
+    silent = write_audio(tmp_path / "silent.wav", np.zeros((5 * 44100, 2), dtype=np.float32), 44100)
+    result = separate(silent, tmp_path / "silent", config)
+    with zipfile.ZipFile(result.zip_path) as bundle:
+        assert {item.compress_type for item in bundle.infolist()} == {zipfile.ZIP_DEFLATED}
+        assert sum(item.compress_size for item in bundle.infolist()) < 0.05 * sum(
+            item.file_size for item in bundle.infolist()
+        )
+        assert bundle.read("stems/vocals.wav") == result.stems["vocals"].read_bytes()
+    mp3 = separate(make_song(tmp_path), tmp_path / "mp3", config, output_format="mp3")
+    with zipfile.ZipFile(mp3.zip_path) as bundle:
+        assert {item.compress_type for item in bundle.infolist()} == {zipfile.ZIP_STORED}
 
 
 @pytest.mark.parametrize("name", ["song.mp3", "song.flac", "song.ogg"])
@@ -440,3 +466,17 @@ def test_waveform_is_scaled_to_the_stem_peak(tmp_path):
     with Image.open(path) as image:
         drawn_rows = np.flatnonzero((np.asarray(image)[..., 3] > 0).any(axis=1))
     assert drawn_rows.max() - drawn_rows.min() > 100  # close to the full 120 px height
+
+
+def test_it_reports_progress_through_encoding_and_the_zip(tmp_path, config):
+    """Encoding a long song's stems takes minutes (about 167 s per stem of a 2-hour song as MP3):
+    progress, which is the job's heartbeat, keeps coming block by block until the zip is written."""
+    song = make_song(tmp_path, seconds=60.0)
+    reports = []
+
+    separate(song, tmp_path / "out", config, output_format="mp3", progress=reports.append)
+
+    writing = [fraction for fraction in reports if fraction >= engine.SEPARATION_SHARE]
+    blocks_per_stem = 60 * 44100 // engine.ENCODE_BLOCK_FRAMES
+    assert len(writing) >= 4 * blocks_per_stem + 1
+    assert writing == sorted(writing) and writing[-1] == 1.0

@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from credits.models import CreditTransaction
 from separation.models import Job
-from separation.services import job_run
+from separation.tasks import separate_next_job
 from tests.audio import files_under
 from tests.conftest import balance, bearer_client
 
@@ -34,7 +34,7 @@ def upload(client, song: bytes, name: str = "My Song.wav", **fields) -> Job:
 
 def completed(client, song: bytes, **fields) -> Job:
     job = upload(client, song, **fields)
-    job_run(job_id=job.pk)
+    separate_next_job()
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED, job.error
     return job
@@ -69,7 +69,7 @@ def test_it_reports_a_waiting_job(user_client, song):
     body = response.json()
     assert set(body) == {
         "job_id", "status", "progress", "filename", "model", "stems", "format", "cost", "duration_seconds",
-        "created_at", "started_at", "finished_at", "error", "download_url", "stem_files",
+        "created_at", "started_at", "finished_at", "error", "queue_position", "download_url", "stem_files",
     }  # fmt: skip
     assert body["job_id"] == str(job.pk)
     assert (body["status"], body["progress"], body["error"]) == ("PENDING", 0, "")
@@ -80,6 +80,7 @@ def test_it_reports_a_waiting_job(user_client, song):
     assert body["started_at"] is None and body["finished_at"] is None
     assert body["download_url"] is None
     assert body["stem_files"] == []
+    assert body["queue_position"] == 1
 
 
 def test_it_reports_a_completed_job_with_its_download_urls(user_client, song):
@@ -133,7 +134,7 @@ def test_it_lists_jobs_in_a_constant_number_of_queries(user):
         assert len(client.get("/api/jobs").json()["results"]) == 20
 
     assert len(one) == len(thirty)
-    assert len(one) <= 3  # the user, the count, the page
+    assert len(one) <= 4  # the user, the count, the page, the queue (the jobs wait)
 
 
 def test_it_lists_nothing_for_a_new_user(user_client):
@@ -261,7 +262,7 @@ def test_it_cancels_a_running_job_and_its_worker_stops(user, user_client, song, 
     Job.objects.filter(pk=job.pk).update(status=Job.Status.PROCESSING, started_at=timezone.now())
 
     assert user_client.delete(f"/api/job/{job.pk}").json()["status"] == "CANCELLED"
-    job_run(job_id=job.pk)  # a redelivered task finds nothing to claim
+    separate_next_job()  # a redelivered task finds nothing to claim
 
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED

@@ -11,9 +11,9 @@ from django.urls import reverse
 
 from demucs_service.json_logs import JsonFormatter, TextFormatter
 from demucs_service.log_context import ContextFilter
-from separation import services, tasks
+from separation import tasks
 from tests.conftest import bearer_client, logged_in
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, UserFactory
 from tests.test_settings import _run, _settings
 
 pytestmark = pytest.mark.django_db
@@ -82,18 +82,20 @@ def test_it_logs_the_user_of_a_session_page(user, json_logs):
     assert line["user_id"] == user.pk
 
 
-def test_it_logs_the_job_id_of_everything_a_task_logs(monkeypatch, json_logs):
-    def job_run(*, job_id):
-        logging.getLogger("separation.services").info("separating")
+def test_it_logs_the_job_id_of_everything_a_task_logs(json_logs, demo_model, settings, tmp_path):
+    from tests.jobs import make_job
 
-    monkeypatch.setattr(services, "job_run", job_run)
+    job = make_job(UserFactory())
+    settings.DEMUCS_MODEL_REPO = tmp_path / "models"  # a model folder whose demo model is broken
+    settings.DEMUCS_MODEL_REPO.mkdir()
+    (settings.DEMUCS_MODEL_REPO / "demo.th").write_bytes(b"not a model")
 
-    tasks.separate_job("2b0c6c0e-0000-4000-8000-000000000001")
-    logging.getLogger("separation.services").info("after")
+    tasks.separate_next_job()  # the engine logs why the model does not load
+    logging.getLogger("separation.engine").info("after")
 
-    during, after = [r for r in json_logs() if r["logger"] == "separation.services"]
-    assert during["job_id"] == "2b0c6c0e-0000-4000-8000-000000000001"
-    assert during["message"] == "separating"
+    during, after = [r for r in json_logs() if r["logger"] == "separation.engine"]
+    assert during["job_id"] == str(job.pk)
+    assert "Could not load the model" in during["message"]
     assert after["job_id"] is None
 
 

@@ -8,25 +8,19 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule
 
 from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
 from credits.services import ledger_append
+from separation.maintenance import WORKER_LOST, jobs_delete_expired, jobs_reap
 from separation.models import Job
-from separation.services import (
-    WORKER_LOST,
-    job_claim,
-    job_complete,
-    job_fail,
-    job_refund_by_admin,
-    jobs_delete_expired,
-    jobs_reap,
-)
+from separation.scheduling import job_claim_next
+from separation.services import job_complete, job_fail, job_refund_by_admin
 from tests.audio import tone_bytes
 from tests.conftest import balance
 from tests.factories import UserFactory
-from tests.jobs import make_job, queued, refunds
+from tests.jobs import make_job, refunds, tokens_queued
 from tests.threads import run_together
 
 Kind = CreditTransaction.Kind
@@ -57,7 +51,7 @@ def go_stale(job, settings) -> None:
 def claimed_and_stale_at_max_attempts(job, settings) -> None:
     """Claimed as often as allowed, each worker lost, the reaper requeueing in between."""
     for attempt in range(1, settings.JOB_MAX_ATTEMPTS + 1):
-        assert job_claim(job_id=job.pk) is not None
+        assert job_claim_next() is not None
         go_stale(job, settings)
         if attempt < settings.JOB_MAX_ATTEMPTS:
             assert jobs_reap()["requeued"] == 1
@@ -75,7 +69,7 @@ def test_it_requeues_a_stale_job_then_fails_and_refunds_it_at_max_attempts(
     user = UserFactory()
     start = balance(user)
     job = make_job(user)
-    assert job_claim(job_id=job.pk).attempts == 1
+    assert job_claim_next().attempts == 1
     go_stale(job, settings)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -85,11 +79,11 @@ def test_it_requeues_a_stale_job_then_fails_and_refunds_it_at_max_attempts(
     job.refresh_from_db()
     assert job.status == Status.PENDING
     assert job.attempts == 1
-    assert queued(job) == 1
+    assert tokens_queued() == 1
     assert job.enqueued_at is not None and timezone.now() - job.enqueued_at < timedelta(seconds=60)
     assert not refunds(job).exists()
 
-    assert job_claim(job_id=job.pk).attempts == settings.JOB_MAX_ATTEMPTS
+    assert job_claim_next().attempts == settings.JOB_MAX_ATTEMPTS
     go_stale(job, settings)
     with django_capture_on_commit_callbacks(execute=True):
         counts = jobs_reap()
@@ -99,18 +93,18 @@ def test_it_requeues_a_stale_job_then_fails_and_refunds_it_at_max_attempts(
     assert job.status == Status.FAILED
     assert job.error == WORKER_LOST
     assert job.finished_at is not None
-    assert queued(job) == 1  # not queued again
+    assert tokens_queued() == 1  # not queued again
     assert refunds(job).count() == 1
     assert refunds(job).get().kind == Kind.JOB_REFUND
     assert balance(user) == start
-    assert job_claim(job_id=job.pk) is None
+    assert job_claim_next() is None
     assert ledger_violations() == []
 
 
 @pytest.mark.django_db
 def test_it_leaves_a_job_with_a_fresh_heartbeat_alone(settings, django_capture_on_commit_callbacks):
     job = make_job(UserFactory())
-    job_claim(job_id=job.pk)
+    job_claim_next()
     recent = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS - 30)
     Job.objects.filter(pk=job.pk).update(heartbeat_at=recent)
 
@@ -120,7 +114,7 @@ def test_it_leaves_a_job_with_a_fresh_heartbeat_alone(settings, django_capture_o
     assert counts == NOTHING
     job.refresh_from_db()
     assert (job.status, job.attempts, job.heartbeat_at) == (Status.PROCESSING, 1, recent)
-    assert queued(job) == 0
+    assert tokens_queued() == 0
     assert not refunds(job).exists()
 
 
@@ -147,29 +141,43 @@ def test_it_refunds_once_when_the_reaper_runs_twice(settings, django_capture_on_
 
 
 @pytest.mark.django_db
-def test_it_enqueues_again_a_pending_job_queued_too_long_ago(settings, django_capture_on_commit_callbacks):
+def test_it_replaces_tokens_the_broker_lost_for_jobs_waiting_too_long(settings, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         lost = make_job(UserFactory())
-        waiting = make_job(UserFactory())
-    assert (queued(lost), queued(waiting)) == (1, 1)
+        make_job(UserFactory())
+    assert tokens_queued() == 2
+    OrmQ.objects.all().delete()  # the broker lost them
     long_ago = timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_SECONDS + 60)
     Job.objects.filter(pk=lost.pk).update(enqueued_at=long_ago)
 
     counts = jobs_reap()
 
-    assert counts == {"requeued": 0, "failed": 0, "reenqueued": 1}
-    assert (queued(lost), queued(waiting)) == (2, 1)
+    # One token for each job that can start now (tokens are not tied to jobs).
+    assert counts == {"requeued": 0, "failed": 0, "reenqueued": 2}
+    assert tokens_queued() == 2
     lost.refresh_from_db()
     assert lost.status == Status.PENDING
     assert lost.enqueued_at > long_ago
-    assert jobs_reap() == NOTHING  # its new enqueued_at is recent
+    assert jobs_reap() == NOTHING  # as many tokens as startable jobs, and none waited too long
+
+
+@pytest.mark.django_db
+def test_it_adds_no_token_while_the_queue_holds_enough(settings, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = make_job(UserFactory())
+    Job.objects.filter(pk=job.pk).update(
+        enqueued_at=timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_SECONDS + 60)
+    )
+
+    assert jobs_reap() == NOTHING  # waiting long (behind others), but its token is still queued
+    assert tokens_queued() == 1
 
 
 @pytest.mark.django_db
 def test_it_enqueues_a_pending_job_whose_enqueue_never_ran(settings):
     # The web process died between committing the job (charged) and its on_commit enqueue.
     job = make_job(UserFactory())
-    assert job.enqueued_at is None and queued(job) == 0
+    assert job.enqueued_at is None and tokens_queued() == 0
     Job.objects.filter(pk=job.pk).update(
         created_at=timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_SECONDS + 60)
     )
@@ -177,7 +185,7 @@ def test_it_enqueues_a_pending_job_whose_enqueue_never_ran(settings):
     counts = jobs_reap()
 
     assert counts == {"requeued": 0, "failed": 0, "reenqueued": 1}
-    assert queued(job) == 1
+    assert tokens_queued() == 1
     assert Job.objects.get(pk=job.pk).enqueued_at is not None
 
 
@@ -213,7 +221,7 @@ def test_it_has_the_database_refuse_a_second_refund_of_a_job(admin_first):
     user = UserFactory()
     admin = UserFactory(is_staff=True)
     job = make_job(user)
-    job_claim(job_id=job.pk)
+    job_claim_next()
     if admin_first:
         job_refund_by_admin(job=job, admin=admin)
     else:
@@ -255,7 +263,7 @@ def test_it_refunds_once_when_an_admin_refund_races_the_reaper(settings):
 
 def _complete_with_files(job, settings) -> None:
     """The worker's last steps, with small stand-in stem files."""
-    job_claim(job_id=job.pk)
+    job_claim_next()
     stems_dir = Path(settings.MEDIA_ROOT) / f"jobs/{job.pk}/stems"
     stems_dir.mkdir(parents=True)
     stems = []
@@ -265,7 +273,9 @@ def _complete_with_files(job, settings) -> None:
         folder = f"jobs/{job.pk}/stems"
         stems.append({"name": name, "file": f"{folder}/{name}.wav", "waveform": f"{folder}/{name}.png"})
     (stems_dir / "song.zip").write_bytes(b"PK")
-    assert job_complete(job_id=job.pk, attempt=1, stems=stems, zip_file=f"jobs/{job.pk}/stems/song.zip")
+    assert job_complete(
+        job_id=job.pk, attempt=1, stems=stems, zip_file=f"jobs/{job.pk}/stems/song.zip", storage_bytes=0
+    )
 
 
 @pytest.mark.django_db
@@ -273,7 +283,7 @@ def test_it_deletes_the_files_of_expired_jobs_and_keeps_their_rows(settings):
     user = UserFactory()
     old_completed, old_failed, recent = (make_job(user) for _ in range(3))
     _complete_with_files(old_completed, settings)
-    job_claim(job_id=old_failed.pk)
+    job_claim_next()
     job_fail(job_id=old_failed.pk, error="Broken.")
     _complete_with_files(recent, settings)
     active = make_job(UserFactory())  # never finished, however old
@@ -286,7 +296,7 @@ def test_it_deletes_the_files_of_expired_jobs_and_keeps_their_rows(settings):
     ledger_rows = CreditTransaction.objects.count()
     media = Path(settings.MEDIA_ROOT)
 
-    assert jobs_delete_expired() == 2
+    assert jobs_delete_expired()["expired"] == 2
 
     for job in (old_completed, old_failed):
         job.refresh_from_db()
@@ -304,19 +314,20 @@ def test_it_deletes_the_files_of_expired_jobs_and_keeps_their_rows(settings):
     assert Job.objects.count() == 4
     assert CreditTransaction.objects.count() == ledger_rows
     assert CreditTransaction.objects.filter(reference=f"job:{old_completed.pk}", kind=Kind.JOB_CHARGE).exists()
-    assert jobs_delete_expired() == 0  # already expired jobs are not counted again
+    assert jobs_delete_expired()["expired"] == 0  # already expired jobs are not counted again
 
 
 # --- schedules ------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_it_schedules_the_reaper_every_minute_and_the_cleanup_hourly(settings):
-    reaper = Schedule.objects.get(func="separation.tasks.reap_jobs")
-    cleanup = Schedule.objects.get(func="separation.tasks.delete_expired_job_files")
+def test_it_schedules_the_reaper_every_minute_and_the_cleanup_hourly_on_the_maintenance_cluster(settings):
+    reaper = Schedule.objects.get(func="separation.tasks.jobs_reap")
+    cleanup = Schedule.objects.get(func="separation.tasks.jobs_delete_expired")
 
     assert (reaper.schedule_type, reaper.minutes, reaper.repeats) == (Schedule.MINUTES, 1, -1)
     assert (cleanup.schedule_type, cleanup.repeats) == (Schedule.HOURLY, -1)
+    assert reaper.cluster == cleanup.cluster == settings.MAINTENANCE_CLUSTER
     assert Schedule.objects.filter(func__startswith="separation.").count() == 2
     assert import_string(reaper.func)() == NOTHING
-    assert import_string(cleanup.func)() == 0
+    assert import_string(cleanup.func)() == {"expired": 0, "orphans": 0}

@@ -23,7 +23,7 @@ from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.models import User
 from separation.models import Job
-from separation.services import job_run
+from separation.tasks import separate_next_job
 from tests.audio import tone_bytes
 from tests.conftest import balance, bearer_client, logged_in
 from tests.factories import PASSWORD
@@ -61,7 +61,7 @@ def _url(name: str, job: Job) -> str:
 @pytest.fixture
 def owners_job(user):
     job = make_job(user)
-    job_run(job_id=job.pk)
+    separate_next_job()
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED, job.error
     return job

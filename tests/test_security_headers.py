@@ -9,7 +9,7 @@ from django.test import Client
 from playwright.sync_api import sync_playwright
 
 from demucs_service.security_headers import API_DOCS_CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY
-from separation.services import job_run
+from separation.tasks import separate_next_job
 from tests import e2e
 from tests.conftest import bearer_client, logged_in
 from tests.factories import PASSWORD, UserFactory
@@ -19,7 +19,7 @@ from tests.jobs import make_job
 @pytest.fixture
 def completed_job(db, demo_model, user):
     job = make_job(user)
-    job_run(job_id=job.pk)
+    separate_next_job()
     job.refresh_from_db()
     assert job.status == job.Status.COMPLETED, job.error
     return job
@@ -142,7 +142,7 @@ def _csp_console_messages(page, url: str, wait_for: str | None = None) -> list[s
 def test_our_pages_the_admin_and_the_api_docs_break_no_policy_in_a_browser(live_server, demo_model):
     user = UserFactory()
     job = make_job(user)
-    job_run(job_id=job.pk)
+    separate_next_job()
     staff = UserFactory(is_staff=True, is_superuser=True)
     base = live_server.url
     assert base.startswith("http://localhost:"), base  # Secure cookies need a trustworthy origin

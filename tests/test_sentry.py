@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from demucs_service.sentry import sentry_init
-from separation import engine, tasks
+from separation import tasks
 from separation.models import Job
 from tests.jobs import make_job
 from tests.test_settings import _settings
@@ -91,25 +91,21 @@ def test_settings_turn_sentry_on_with_a_dsn(tmp_path):
     }
 
 
-def test_an_unexpected_failure_in_a_separation_task_is_reported(user, demo_model, sentry_server, monkeypatch):
+def test_an_unexpected_failure_in_a_separation_task_is_reported(user, demo_model, sentry_server):
     dsn, events = sentry_server
     assert sentry_init(dsn=dsn, environment="test", release="test-release")
     job = make_job(user)
+    # Where the run's folder should go there is a file: the engine cannot write its outputs.
+    (demo_model / f"jobs/{job.pk}/stems-1").write_bytes(b"in the way")
 
-    def separate(**options):
-        raise RuntimeError("the GPU caught fire")
-
-    monkeypatch.setattr(engine, "separate", separate)
-
-    tasks.separate_job(str(job.pk))
+    tasks.separate_next_job()
 
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     [event] = [e for e in events() if "exception" in e]
-    assert event["exception"]["values"][-1]["type"] == "RuntimeError"
-    assert event["exception"]["values"][-1]["value"] == "the GPU caught fire"
+    assert event["exception"]["values"][-1]["type"] == "FileExistsError"
     assert event["environment"] == "test" and event["release"] == "test-release"
-    assert event["logger"] == "separation.services"
+    assert event["logger"] == "separation.worker"
     assert event["logentry"]["formatted"] == f"Separation of job {job.pk} failed"
     assert "user" not in event or not event["user"].get("email")  # no personal data
 

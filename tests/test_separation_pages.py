@@ -11,7 +11,7 @@ from django_q.conf import Conf
 
 from credits.models import CreditTransaction
 from separation.models import Job
-from separation.services import job_run
+from separation.tasks import separate_next_job
 from tests.audio import files_under, tone_bytes
 from tests.conftest import balance, logged_in
 from tests.factories import UserFactory
@@ -39,7 +39,7 @@ def uploaded(client: Client, song: bytes, **fields) -> Job:
 
 def completed(client: Client, song: bytes, **fields) -> Job:
     job = uploaded(client, song, **fields)
-    job_run(job_id=job.pk)
+    separate_next_job()
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED, job.error
     return job
@@ -169,7 +169,7 @@ def test_not_enough_credits_links_to_the_credits_page(settings, song, media):
     response = upload(client, song, follow=True)
 
     page = text(response)
-    assert "Not enough credits: this song costs" in page
+    assert "Not enough credits: a song costs at least 1 and you have 0." in page
     assert '<a href="/credits/">Buy credits</a>' in page
     assert Job.objects.count() == 0
     assert files_under(media) == []
@@ -182,7 +182,7 @@ def test_messages_show_credit_amounts_as_the_rest_of_the_site_does(settings, use
 
     settings.SIGNUP_BONUS_CREDITS = Decimal(0)
     page = text(upload(logged_in(UserFactory()), song, follow=True))
-    assert "this song costs 1 and you have 0. <a" in page
+    assert "costs at least 1 and you have 0. <a" in page
 
 
 # --- job page -------------------------------------------------------------------------

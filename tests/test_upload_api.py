@@ -79,7 +79,7 @@ def test_it_queues_the_job_once_the_transaction_commits(user_client, song, djang
     assert len(callbacks) == 1
     job = Job.objects.get()
     queued = [row.task for row in OrmQ.objects.all()]
-    assert [(task["func"], task["args"]) for task in queued] == [("separation.tasks.separate_job", (str(job.pk),))]
+    assert [(task["func"], task["args"]) for task in queued] == [("separation.tasks.separate_next_job", ())]
     assert job.enqueued_at is not None
 
 
@@ -205,7 +205,7 @@ def test_it_says_what_is_wrong(user_client, song, settings):
     settings.MAX_DURATION_MINUTES = 1
     assert "not installed" in post(user_client, song, model="htdemucs").json()["detail"]
     assert "no stem 'guitar'" in post(user_client, song, model="demo", stems="guitar").json()["detail"]
-    assert "limit is 1 minutes" in post(user_client, tone_bytes(70.0, 8000, 1)).json()["detail"]
+    assert "longer than the 1-minute limit" in post(user_client, tone_bytes(70.0, 8000, 1)).json()["detail"]
     assert "not audio" in post(user_client, png_bytes(), name="a.mp3").json()["detail"]
 
 
@@ -237,7 +237,8 @@ def test_it_refuses_a_song_the_user_cannot_pay_for_and_stores_nothing(poor_user,
 
     assert response.status_code == 402
     body = response.json()
-    assert set(body) == {"detail", "credits", "cost"}
+    assert set(body) == {"detail", "code", "credits", "cost"}
+    assert body["code"] == "insufficient_credits"
     # Money is "0.00" everywhere else in the API (DecimalField, 2 places).
     assert (body["credits"], body["cost"]) == ("0.00", "1.00")
     assert "Not enough credits" in body["detail"]

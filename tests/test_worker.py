@@ -14,7 +14,9 @@ from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
 from separation import engine
 from separation.models import Job
-from separation.services import job_cancel, job_claim, job_complete, job_fail, job_report_progress, job_run
+from separation.scheduling import job_claim_next
+from separation.services import job_cancel, job_complete, job_fail, job_report_progress
+from separation.tasks import separate_next_job
 from tests.audio import tone_bytes
 from tests.conftest import balance
 from tests.factories import UserFactory
@@ -31,8 +33,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def truncated_wav_bytes() -> bytes:
-    """A 2 s wav header with only 0.06 s of samples: the probe (headers plus 50 ms) accepts it,
-    the full decode finds too little audio to separate."""
+    """A 2 s wav header with only 0.06 s of samples: too little audio to separate."""
     return tone_bytes(2.0)[: 44 + 4 * int(0.06 * SAMPLERATE)]
 
 
@@ -50,7 +51,7 @@ def test_it_completes_a_pending_job(settings):
     assert job.status == Status.PENDING
     assert media(settings, job.input_file).is_file()
 
-    job_run(job_id=job.pk)
+    separate_next_job()
 
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
@@ -76,13 +77,13 @@ def test_it_completes_a_pending_job(settings):
 
 def test_it_does_nothing_when_a_completed_job_is_delivered_again(settings):
     job = make_job(UserFactory())
-    job_run(job_id=job.pk)
+    separate_next_job()
     job.refresh_from_db()
     bundle = media(settings, job.zip_file)
     written = bundle.stat().st_mtime_ns
     loads = engine.model_loads
 
-    job_run(job_id=job.pk)  # the same task, redelivered
+    separate_next_job()  # the same task, redelivered
 
     again = Job.objects.get(pk=job.pk)
     assert again.status == Status.COMPLETED
@@ -95,7 +96,7 @@ def test_it_does_nothing_when_a_completed_job_is_delivered_again(settings):
     assert again.stems == job.stems
     assert bundle.stat().st_mtime_ns == written
     assert engine.model_loads == loads
-    assert job_claim(job_id=job.pk) is None
+    assert job_claim_next() is None
 
 
 def test_it_loads_the_model_once_across_several_jobs(settings, tmp_path, demo_model_repo):
@@ -107,8 +108,8 @@ def test_it_loads_the_model_once_across_several_jobs(settings, tmp_path, demo_mo
     jobs = [make_job(user, content=tone_bytes(1.0)) for _ in range(3)]
     before = engine.model_loads
 
-    for job in jobs:
-        job_run(job_id=job.pk)
+    for _ in jobs:
+        separate_next_job()
 
     assert engine.model_loads == before + 1
     assert set(Job.objects.filter(pk__in=[job.pk for job in jobs]).values_list("status", flat=True)) == {
@@ -119,13 +120,13 @@ def test_it_loads_the_model_once_across_several_jobs(settings, tmp_path, demo_mo
 # --- failures -------------------------------------------------------------------------
 
 
-def test_it_fails_and_refunds_once_a_file_that_probes_but_does_not_decode(settings):
+def test_it_fails_and_refunds_once_an_input_too_short_to_separate(settings):
     user = UserFactory()
     start = balance(user)
-    job = make_job(user, content=truncated_wav_bytes())  # accepted at upload: probing passes
-    assert balance(user) == start - job.cost
+    job = make_job(user)
+    media(settings, job.input_file).write_bytes(truncated_wav_bytes())  # spoiled after it was measured
 
-    job_run(job_id=job.pk)
+    separate_next_job()
 
     job.refresh_from_db()
     assert job.status == Status.FAILED
@@ -137,11 +138,29 @@ def test_it_fails_and_refunds_once_a_file_that_probes_but_does_not_decode(settin
     assert refunds(job).get().kind == Kind.JOB_REFUND
     assert balance(user) == start
 
-    job_run(job_id=job.pk)  # redelivered: nothing more
+    separate_next_job()  # redelivered: nothing more
     assert job_fail(job_id=job.pk, error="again") is None
     assert refunds(job).count() == 1
     assert balance(user) == start
     assert ledger_violations() == []
+
+
+def test_it_never_separates_more_audio_than_the_job_was_charged_for(settings):
+    """The worker holds the stored input to the length measured at upload: a longer file (one
+    swapped in behind the service's back) fails with its refund before anything is separated."""
+    user = UserFactory()
+    start = balance(user)
+    job = make_job(user)  # 2 s, charged 1
+    media(settings, job.input_file).write_bytes(tone_bytes(30.0))
+
+    separate_next_job()
+
+    job.refresh_from_db()
+    assert job.status == Status.FAILED
+    assert job.error.startswith("The file holds more audio than was measured when it was uploaded.")
+    assert not list(media(settings, f"jobs/{job.pk}").glob("stems*"))
+    assert refunds(job).count() == 1
+    assert balance(user) == start
 
 
 def test_it_fails_and_refunds_a_job_whose_input_was_deleted(settings):
@@ -150,7 +169,7 @@ def test_it_fails_and_refunds_a_job_whose_input_was_deleted(settings):
     job = make_job(user)
     media(settings, job.input_file).unlink()
 
-    job_run(job_id=job.pk)
+    separate_next_job()
 
     job.refresh_from_db()
     assert job.status == Status.FAILED
@@ -166,7 +185,7 @@ def test_it_fails_and_refunds_a_job_whose_model_is_not_installed(settings, offli
     job = make_job(user)
     Job.objects.filter(pk=job.pk).update(model="htdemucs")
 
-    job_run(job_id=job.pk)
+    separate_next_job()
 
     job.refresh_from_db()
     assert job.status == Status.FAILED
@@ -182,7 +201,7 @@ def test_it_refunds_once_when_a_job_fails_twice():
     user = UserFactory()
     start = balance(user)
     job = make_job(user)
-    assert job_claim(job_id=job.pk) is not None
+    assert job_claim_next() is not None
 
     first = job_fail(job_id=job.pk, error="First failure.")
     second = job_fail(job_id=job.pk, error="Second failure.")
@@ -202,7 +221,7 @@ def test_it_refunds_once_when_a_job_fails_twice():
 def test_it_reports_progress_only_while_the_job_is_processing():
     job = make_job(UserFactory())
     assert job_report_progress(job_id=job.pk, attempt=1, progress=10) is False  # PENDING: not claimed yet
-    job_claim(job_id=job.pk)
+    job_claim_next()
 
     assert job_report_progress(job_id=job.pk, attempt=1, progress=250) is True
     assert Job.objects.get(pk=job.pk).progress == 99  # only completion reaches 100
@@ -233,7 +252,7 @@ def test_it_stops_a_job_cancelled_while_running_at_its_next_progress_report(sett
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(cancel_at_first_report):
-        job_run(job_id=job.pk)
+        separate_next_job()
 
     job.refresh_from_db()
     assert len(reports) == 1  # the report that found the job cancelled was the last
@@ -254,14 +273,14 @@ def test_a_run_taken_for_dead_cannot_touch_the_run_that_replaced_it(settings):
     """The reaper gave the job to a second run while the first was only slow: the first run's
     reports, completion and failure are refused, and the second run's stems survive it."""
     job = make_job(UserFactory())
-    first = job_claim(job_id=job.pk)
+    first = job_claim_next()
     Job.objects.filter(pk=job.pk).update(status=Job.Status.PENDING)  # what jobs_reap does to a stale run
-    job_run(job_id=job.pk)  # the second run completes
+    separate_next_job()  # the second run completes
     job.refresh_from_db()
     assert (job.status, job.attempts) == (Job.Status.COMPLETED, 2)
 
     assert job_report_progress(job_id=job.pk, attempt=first.attempts, progress=50) is False
-    assert job_complete(job_id=job.pk, attempt=first.attempts, stems=[], zip_file="") is False
+    assert job_complete(job_id=job.pk, attempt=first.attempts, stems=[], zip_file="", storage_bytes=0) is False
     assert job_fail(job_id=job.pk, error="late", attempt=first.attempts) is None
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
@@ -290,7 +309,7 @@ def test_it_separates_on_when_the_database_drops_its_connection_mid_job(settings
         return execute(sql, params_, many, context)
 
     with connection.execute_wrapper(terminate_at_first_report):
-        job_run(job_id=job.pk)
+        separate_next_job()
 
     job.refresh_from_db()
     assert terminated, "the worker's connection was never terminated"

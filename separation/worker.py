@@ -1,0 +1,143 @@
+"""A separation worker's run of one claimed job: the engine outside any transaction, every write
+fenced by the run's attempt number, then completion with the files in place.
+
+Each attempt writes its own folder (`stems-<attempt>`), and attempt numbers only grow, so a run
+taken for dead (stalled, not killed) never shares a folder with the run that replaced it: its
+progress reports and its completion are refused, and it removes only its own folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from functools import partial
+from pathlib import Path
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+from separation import engine
+from separation.models import Job
+from separation.notifications import notify_job_finished
+from separation.services import engine_config, job_complete, job_fail, job_folder_path, job_report_progress
+from separation.storage_quota import folder_bytes
+
+logger = logging.getLogger(__name__)
+
+WORKER_FAILURE = "The separation failed unexpectedly. Your credits were refunded; please try again."
+# The engine decodes with the code that measured the upload; this only absorbs float rounding.
+DURATION_SLACK_SECONDS = 1.0
+HEARTBEAT_INTERVAL_SECONDS = 1.0
+
+
+def through_database_outage(call, *, seconds: float = 60.0, pause: float = 2.0):
+    """call(), tried again while the database is unreachable (PostgreSQL restarting), for up to
+    `seconds`: a finished separation is worth the wait. Each try reconnects."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except (OperationalError, InterfaceError):
+            close_old_connections()
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("The database is unavailable; trying again in %g s", pause)
+            time.sleep(pause)
+
+
+def _progress_reporter(job: Job):
+    """The engine's progress callback: progress and the heartbeat at most once a second; raises
+    SeparationAborted once the job is no longer this attempt's (cancelled, or taken for dead)."""
+    last_report = 0.0
+
+    def report(fraction: float) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if now - last_report < HEARTBEAT_INTERVAL_SECONDS:
+            return
+        last_report = now
+        try:
+            # Separation is most of the work; encoding and the zip take the last few percent.
+            ours = job_report_progress(job_id=job.pk, attempt=job.attempts, progress=int(fraction * 95))
+        except (OperationalError, InterfaceError):
+            # PostgreSQL restarting must not cost a long separation: this heartbeat is skipped and
+            # the next one reconnects. An outage longer than JOB_STALE_SECONDS hands the job to the reaper.
+            logger.warning("Job %s could not record its progress: the database is unavailable", job.pk)
+            close_old_connections()
+            return
+        if not ours:
+            raise engine.SeparationAborted
+
+    return report
+
+
+def job_run(*, job: Job) -> None:
+    """Separate a job this worker has claimed (scheduling.job_claim_next), store and complete it."""
+    media = Path(settings.MEDIA_ROOT)
+    output_dir = job_folder_path(job.pk) / f"stems-{job.attempts}"
+    fail = partial(job_fail, job_id=job.pk, attempt=job.attempts)
+    started = time.monotonic()
+    logger.info(
+        "Job %s started: attempt %d, %.1f s of audio, model %s", job.pk, job.attempts, job.duration_seconds, job.model
+    )
+    try:
+        result = engine.separate(
+            input_path=media / job.input_file,
+            output_dir=output_dir,
+            model_name=job.model,
+            config=engine_config(),
+            two_stems=None if job.stem_mode == "all" else job.stem_mode,
+            output_format=job.output_format,
+            progress=_progress_reporter(job),
+            archive_name=job.title,
+            max_seconds=job.duration_seconds + DURATION_SLACK_SECONDS,
+        )
+    except engine.SeparationAborted:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        return
+    except engine.EngineError as error:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        through_database_outage(partial(fail, error=f"{error} Your credits were refunded."))
+        return
+    except Exception:
+        logger.exception("Separation of job %s failed", job.pk, extra={"job_id": job.pk})
+        shutil.rmtree(output_dir, ignore_errors=True)
+        through_database_outage(partial(fail, error=WORKER_FAILURE))
+        return
+
+    stems = [
+        {
+            "name": name,
+            "file": str(path.relative_to(media)),
+            "waveform": str(result.waveforms[name].relative_to(media)),
+        }
+        for name, path in result.stems.items()
+    ]
+    completed = through_database_outage(
+        partial(
+            job_complete,
+            job_id=job.pk,
+            attempt=job.attempts,
+            stems=stems,
+            zip_file=str(result.zip_path.relative_to(media)),
+            storage_bytes=folder_bytes(output_dir) + _file_bytes(media / job.input_file),
+        )
+    )
+    if not completed:
+        shutil.rmtree(output_dir, ignore_errors=True)  # cancelled or taken for dead while it wrote
+        return
+    # This run won: what earlier runs taken for dead left behind goes (never before the win, when
+    # the other run might be the one that completes).
+    for earlier in job_folder_path(job.pk).glob("stems-*"):
+        if earlier != output_dir:
+            shutil.rmtree(earlier, ignore_errors=True)
+    logger.info("Job %s completed in %.1f s", job.pk, time.monotonic() - started)
+    notify_job_finished(job_id=job.pk)
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
