@@ -42,6 +42,10 @@ CLEARED_ENV = (
     "JOB_REQUEUE_SECONDS",
     "MAX_UPLOAD_MB",
     "PAYMENTS_SIMULATED",
+    "Q_CLUSTER_NAME",
+    "MAX_RUNNING_JOBS_PER_USER",
+    "STORAGE_QUOTA_MB",
+    "MAX_DURATION_MINUTES",
 )
 
 
@@ -300,6 +304,12 @@ def running_stack(
         stack.logs["qcluster"] = logs / "qcluster.log"
         stack.processes["qcluster"] = start_process(
             [sys.executable, "manage.py", "qcluster"], env, stack.logs["qcluster"]
+        )
+        stack.logs["maintenance"] = logs / "maintenance.log"
+        stack.processes["maintenance"] = start_process(
+            [sys.executable, "manage.py", "qcluster"],
+            {**env, "Q_CLUSTER_NAME": "maintenance"},
+            stack.logs["maintenance"],
         )
 
         def up() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from reliability.scenarios import faults, hostile, payments, reads, uploads
+from reliability.scenarios import faults, free_rides, hostile, payments, reads, uploads
 from reliability.scenarios.common import Row
 
 
@@ -17,10 +17,13 @@ class Sizes:
     load_seconds: float = 10
     load_clients: int = 16
     max_upload_mb: int = 5
+    # The longest song; the row on headers that lie about length uploads one minute more.
+    max_minutes: int = 15
+    storage_quota_mb: int = 256
     job_timeout: float = 900
     refund_rounds: int = 30
     # The fault rows that run: the worker ones and the PostgreSQL restart are slow (a long clip).
-    faults: tuple[str, ...] = ("refund_race", "queue", "sigkill", "sigterm", "postgres")
+    faults: tuple[str, ...] = ("refund_race", "queue", "sigkill", "sigterm", "sigterm_group", "postgres")
 
 
 FULL = Sizes()
@@ -32,14 +35,15 @@ CI = Sizes(
     load_clients=8,
     job_timeout=120,
     refund_rounds=20,
+    max_minutes=12,
     # Not the PostgreSQL restart: it takes down the machine's whole server, other databases too.
-    faults=("refund_race", "queue", "sigkill", "sigterm"),
+    faults=("refund_race", "queue", "sigkill", "sigterm", "sigterm_group"),
 )
 
 
 def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> list[Row]:
-    """Every scenario, or those named in `only` (uploads, payments, reads, hostile, refund_race,
-    queue, sigkill, sigterm, postgres)."""
+    """Every scenario, or those named in `only` (uploads, payments, reads, hostile, decoded_length,
+    attempts, storage, fairness, refund_race, queue, sigkill, sigterm, sigterm_group, postgres)."""
     scenarios = [
         (
             "uploads",
@@ -48,12 +52,20 @@ def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> 
         ("payments", lambda: payments.run(stack, requests=sizes.webhook_requests)),
         ("reads", lambda: reads.run(stack, seconds=sizes.load_seconds, clients=sizes.load_clients)),
         ("hostile", lambda: hostile.run(stack, max_upload_mb=sizes.max_upload_mb, job_timeout=sizes.job_timeout)),
+        ("decoded_length", lambda: free_rides.decoded_length(stack, max_minutes=sizes.max_minutes)),
+        ("attempts", lambda: free_rides.attempts_never_reused(stack, job_timeout=sizes.job_timeout)),
+        (
+            "storage",
+            lambda: free_rides.storage_bounded(stack, quota_mb=sizes.storage_quota_mb, job_timeout=sizes.job_timeout),
+        ),
+        ("fairness", lambda: free_rides.fair_queue(stack, job_timeout=sizes.job_timeout)),
     ]
     fault_rows = {
         "refund_race": lambda: faults.refund_race(stack, rounds=sizes.refund_rounds),
         "queue": lambda: faults.queue_unreachable(stack),
         "sigkill": lambda: faults.worker_sigkill(stack, job_timeout=sizes.job_timeout),
         "sigterm": lambda: faults.worker_sigterm(stack, job_timeout=sizes.job_timeout),
+        "sigterm_group": lambda: faults.worker_sigterm_group(stack, job_timeout=sizes.job_timeout),
         "postgres": lambda: faults.postgres_restart(stack, job_timeout=sizes.job_timeout),
     }
     scenarios += [(name, fault_rows[name]) for name in sizes.faults]

@@ -86,7 +86,7 @@ def reap(stack) -> Counter:
             "manage.py",
             "shell",
             "-c",
-            "import json; from separation.services import jobs_reap; print(json.dumps(jobs_reap()))",
+            "import json; from separation.maintenance import jobs_reap; print(json.dumps(jobs_reap()))",
         ],
         cwd=REPO_ROOT,
         env={**stack.env, "JOB_STALE_SECONDS": str(STALE_SECONDS), "JOB_REQUEUE_SECONDS": str(REQUEUE_SECONDS)},
@@ -136,7 +136,7 @@ def wait_mid_job(job_id, timeout: float = 180) -> None:
     )
 
 
-def _worker_fault(stack, *, name: str, sig: int, job_timeout: float) -> Row:
+def _worker_fault(stack, *, name: str, sig: int, job_timeout: float, to_group: bool = False) -> Row:
     started = time.monotonic()
     problems: list[str] = []
     user, token = make_user("fault", 3)
@@ -154,7 +154,10 @@ def _worker_fault(stack, *, name: str, sig: int, job_timeout: float) -> Row:
         os.killpg(qcluster.pid, signal.SIGKILL)
         qcluster.wait(timeout=10)
     else:
-        os.kill(qcluster.pid, sig)  # to the cluster process, as a supervisor or `docker stop` does
+        if to_group:
+            os.killpg(qcluster.pid, sig)  # to every process of the cluster, as `kill -TERM -PGID` does
+        else:
+            os.kill(qcluster.pid, sig)  # to the cluster process, as a supervisor or `docker stop` does
         try:
             wait_until(lambda: not _group_alive(qcluster), timeout=STOP_SECONDS, interval=0.2, message="stop")
             stop_seconds = time.monotonic() - signalled
@@ -201,6 +204,16 @@ def worker_sigkill(stack, *, job_timeout: float = 300) -> Row:
 
 def worker_sigterm(stack, *, job_timeout: float = 300) -> Row:
     return _worker_fault(stack, name="Worker SIGTERMed mid-job", sig=signal.SIGTERM, job_timeout=job_timeout)
+
+
+def worker_sigterm_group(stack, *, job_timeout: float = 300) -> Row:
+    return _worker_fault(
+        stack,
+        name="Worker's process group SIGTERMed mid-job",
+        sig=signal.SIGTERM,
+        job_timeout=job_timeout,
+        to_group=True,
+    )
 
 
 # --- PostgreSQL restarted ------------------------------------------------------------------
@@ -448,8 +461,9 @@ def refund_race(stack, *, rounds: int = 30, pairs: int = 2) -> Row:
     from django.utils import timezone
 
     from credits.services import credits_charge_job
+    from separation.maintenance import jobs_reap
     from separation.models import Job
-    from separation.services import job_refund_by_admin, jobs_reap
+    from separation.services import job_refund_by_admin
 
     started = time.monotonic()
     problems: list[str] = []
