@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 from django.test import Client
 
-from credits.selectors import ledger_violations
+from credits.selectors import ledger_violations, payment_violations
 
 WEBHOOK_URL = "/api/payments/stripe/webhook"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
@@ -28,6 +28,7 @@ def configure_stripe(settings) -> None:
 
 def assert_ledger_consistent() -> None:
     assert ledger_violations() == []
+    assert payment_violations() == []
 
 
 def new_id(prefix: str) -> str:
