@@ -91,8 +91,8 @@ def payment_violations() -> list[str]:
         for field, rows, kind in counted:
             if getattr(payment, field) != getattr(payment, rows):
                 violations.append(
-                    f"payment {payment.pk} (user {payment.user_id}): {field} {getattr(payment, field)}, "
-                    f"but its {kind} rows sum to {getattr(payment, rows)}"
+                    f"payment {payment.pk} (user {payment.user_id}): {field} {getattr(payment, field):.2f}, "
+                    f"but its {kind} rows sum to {getattr(payment, rows):.2f}"
                 )
     for payment in payments_with_open_shortfall().filter(user__credits__gt=0).select_related("user").order_by("pk"):
         violations.append(
