@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from reliability.scenarios import faults, hostile, payments, reads, uploads
+from reliability.scenarios import faults, hostile, payments, reads, shortfall, uploads
 from reliability.scenarios.common import Row
 
 
@@ -19,6 +19,7 @@ class Sizes:
     max_upload_mb: int = 5
     job_timeout: float = 900
     refund_rounds: int = 30
+    shortfall_threads: int = 8  # concurrent uploads and cancels of the disputed customer
     # The fault rows that run: the worker ones and the PostgreSQL restart are slow (a long clip).
     faults: tuple[str, ...] = ("refund_race", "queue", "sigkill", "sigterm", "postgres")
 
@@ -32,20 +33,22 @@ CI = Sizes(
     load_clients=8,
     job_timeout=120,
     refund_rounds=20,
+    shortfall_threads=4,
     # Not the PostgreSQL restart: it takes down the machine's whole server, other databases too.
     faults=("refund_race", "queue", "sigkill", "sigterm"),
 )
 
 
 def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> list[Row]:
-    """Every scenario, or those named in `only` (uploads, payments, reads, hostile, refund_race,
-    queue, sigkill, sigterm, postgres)."""
+    """Every scenario, or those named in `only` (uploads, payments, shortfall, reads, hostile,
+    refund_race, queue, sigkill, sigterm, postgres)."""
     scenarios = [
         (
             "uploads",
             lambda: uploads.run(stack, users=sizes.users, uploads=sizes.uploads, job_timeout=sizes.job_timeout),
         ),
         ("payments", lambda: payments.run(stack, requests=sizes.webhook_requests)),
+        ("shortfall", lambda: shortfall.run(stack, threads=sizes.shortfall_threads)),
         ("reads", lambda: reads.run(stack, seconds=sizes.load_seconds, clients=sizes.load_clients)),
         ("hostile", lambda: hostile.run(stack, max_upload_mb=sizes.max_upload_mb, job_timeout=sizes.job_timeout)),
     ]
