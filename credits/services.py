@@ -128,18 +128,19 @@ def shortfall_repay(*, payment: Payment, amount: Decimal, reference: str, descri
     """Take `amount` of a payment's open shortfall from its user's balance: a shortfall_repayment
     row and the payment's repaid counter, in one transaction; once per reference. The caller
     holds the user's lock and, from a select_for_update after it, the payment's."""
-    posting = ledger_append(
-        user_id=payment.user_id,
-        amount=-amount,
-        kind=Kind.SHORTFALL_REPAYMENT,
-        description=description[:500],
-        reference=reference,
-    )
-    if posting.created:
-        # An UPDATE, not save(): the caller's Payment object may be older than this change.
-        Payment.objects.filter(pk=payment.pk).update(
-            credits_shortfall_repaid=F("credits_shortfall_repaid") + amount, updated_at=timezone.now()
+    with transaction.atomic():
+        posting = ledger_append(
+            user_id=payment.user_id,
+            amount=-amount,
+            kind=Kind.SHORTFALL_REPAYMENT,
+            description=description[:500],
+            reference=reference,
         )
+        if posting.created:
+            # An UPDATE, not save(): the caller's Payment object may be older than this change.
+            Payment.objects.filter(pk=payment.pk).update(
+                credits_shortfall_repaid=F("credits_shortfall_repaid") + amount, updated_at=timezone.now()
+            )
     return posting
 
 
