@@ -1,6 +1,13 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import DecimalField, F, Sum
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
-from credits.models import CreditTransaction, Payment, PaymentReversal
+from credits.models import OPEN_SHORTFALL, AccountOwing, CreditTransaction, Payment, PaymentReversal
+from credits.payments import payment_shortfall_collect, payment_shortfall_waive
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -32,9 +39,11 @@ class ShortfallFilter(admin.SimpleListFilter):
     parameter_name = "shortfall"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Credits not recovered"), ("no", "None")]
+        return [("open", "Still owed"), ("yes", "Credits not recovered"), ("no", "None")]
 
     def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(open_shortfall__gt=0)
         if self.value() == "yes":
             return queryset.filter(credits_shortfall__gt=0)
         if self.value() == "no":
@@ -42,10 +51,17 @@ class ShortfallFilter(admin.SimpleListFilter):
         return queryset
 
 
+class WaiveShortfallForm(forms.Form):
+    reason = forms.CharField(
+        max_length=200, help_text="Why: settled with the customer outside the service, forgiven, ..."
+    )
+
+
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    """Read-only: payments change only through the provider's webhooks. A shortfall is credits that
-    were refunded or disputed after the customer had spent them: settle it with the customer."""
+    """Payments change only through the provider's webhooks. A shortfall is credits refunded or
+    disputed after the customer had spent them: credits coming back to the account repay it
+    first; an operator can collect it from the balance or waive it, with a reason."""
 
     list_display = (
         "created_at",
@@ -59,12 +75,87 @@ class PaymentAdmin(ReadOnlyAdmin):
         "amount_reversed",
         "credits_reversed",
         "credits_shortfall",
+        "open_shortfall",
+        "credits_reinstated",
         "provider_session_id",
     )
     list_filter = ("status", "provider", ShortfallFilter, "created_at")
     search_fields = ("user__username", "user__email", "provider_session_id", "payment_intent_id")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
+    actions = ["waive_shortfall", "collect_shortfall"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(open_shortfall=OPEN_SHORTFALL)
+
+    @admin.display(description="Still owed", ordering="open_shortfall")
+    def open_shortfall(self, obj):
+        return obj.open_shortfall
+
+    def has_settle_permission(self, request):
+        return request.user.has_perm("credits.change_payment")
+
+    @admin.action(description="Waive the open shortfall of the selected payments", permissions=["settle"])
+    def waive_shortfall(self, request, queryset):
+        if "apply" in request.POST:
+            form = WaiveShortfallForm(request.POST)
+            if form.is_valid():
+                waived = [
+                    payment_shortfall_waive(payment=payment, reason=form.cleaned_data["reason"], waived_by=request.user)
+                    for payment in queryset
+                ]
+                self.message_user(
+                    request,
+                    f"Waived {sum(waived):.2f} credits owed on {len([w for w in waived if w])} payment(s).",
+                    messages.SUCCESS,
+                )
+                return None
+        else:
+            form = WaiveShortfallForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Waive open shortfalls",
+            "form": form,
+            "payments": queryset,
+            "opts": self.model._meta,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/credits/payment/waive_shortfall.html", context)
+
+    @admin.action(description="Collect the open shortfall from the customer's balance", permissions=["settle"])
+    def collect_shortfall(self, request, queryset):
+        taken = [payment_shortfall_collect(payment=payment, collected_by=request.user) for payment in queryset]
+        self.message_user(request, f"Took {sum(taken):.2f} credits from the customers' balances.", messages.SUCCESS)
+
+
+@admin.register(AccountOwing)
+class AccountOwingAdmin(ReadOnlyAdmin):
+    """Users whose refunded or disputed payments left credits owed: their balance stays at zero
+    until credits coming back repay it, or an operator waives it on the payment."""
+
+    list_display = ("username", "email", "credits", "open_shortfall", "payments_link")
+    search_fields = ("username", "email")
+
+    def get_queryset(self, request):
+        owed = Sum(
+            F("payments__credits_shortfall")
+            - F("payments__credits_shortfall_repaid")
+            - F("payments__credits_shortfall_waived")
+            - F("payments__credits_shortfall_cancelled"),
+            output_field=DecimalField(max_digits=10, decimal_places=2),
+        )
+        # Ordered here, after the annotation it orders by (ModelAdmin.ordering would come before it).
+        owing = super().get_queryset(request).annotate(open_shortfall=owed).filter(open_shortfall__gt=0)
+        return owing.order_by("-open_shortfall", "pk")
+
+    @admin.display(description="Still owed", ordering="open_shortfall")
+    def open_shortfall(self, obj):
+        return obj.open_shortfall
+
+    @admin.display(description="Payments")
+    def payments_link(self, obj):
+        url = reverse("admin:credits_payment_changelist") + f"?user__id__exact={obj.pk}&shortfall=open"
+        return format_html('<a href="{}">Payments still owed</a>', url)
 
 
 @admin.register(PaymentReversal)

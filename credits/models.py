@@ -1,5 +1,10 @@
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
+from django.db.models import ExpressionWrapper, F
+
+from accounts.models import User
 
 
 class CreditTransaction(models.Model):
@@ -13,6 +18,9 @@ class CreditTransaction(models.Model):
         ADMIN_GRANT = "admin_grant", "Admin grant"
         ADMIN_REFUND = "admin_refund", "Admin refund"
         PAYMENT_REVERSAL = "payment_reversal", "Payment refunded or disputed"
+        # Credits coming back to an account first repay what a refund or dispute could not take back.
+        SHORTFALL_REPAYMENT = "shortfall_repayment", "Owed credits repaid"
+        PAYMENT_REINSTATED = "payment_reinstated", "Dispute won: credits back"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_transactions")
     amount = models.DecimalField(max_digits=10, decimal_places=2)
@@ -69,6 +77,7 @@ class Payment(models.Model):
         PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
         REFUNDED = "refunded", "Refunded"
         DISPUTED = "disputed", "Disputed"
+        DISPUTE_WON = "dispute_won", "Dispute won"
         FAILED = "failed", "Payment failed"
         EXPIRED = "expired", "Checkout expired"
 
@@ -82,11 +91,22 @@ class Payment(models.Model):
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
-    # Refunded or disputed money, and the credits it stands for: taken back, or short because the
-    # balance had already been spent (the shortfall is for an operator to settle).
+    # Money refunded or disputed now (a won dispute no longer counts), and the credits it stands
+    # for. Every counter only grows; each moves with its ledger rows in one transaction:
+    # - credits_reversed: taken back from the balance (payment_reversal rows);
+    # - credits_shortfall: could not be taken back, the balance had been spent;
+    #   of it, credits_shortfall_repaid: paid later by credits coming back (shortfall_repayment
+    #   rows), _waived: closed by an operator (shortfall_notes says why), _cancelled: closed by a
+    #   won dispute; open shortfall = shortfall - repaid - waived - cancelled;
+    # - credits_reinstated: given back when a dispute was won (payment_reinstated rows).
     amount_reversed = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     credits_reversed = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     credits_shortfall = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    credits_shortfall_repaid = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    credits_shortfall_waived = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    credits_shortfall_cancelled = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    credits_reinstated = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    shortfall_notes = models.TextField(blank=True, default="", help_text="Operators' decisions on the shortfall")
     credited_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -98,17 +118,67 @@ class Payment(models.Model):
             models.CheckConstraint(condition=models.Q(credits__gt=0), name="payment_credits_positive"),
             models.CheckConstraint(condition=models.Q(amount__gte=0), name="payment_amount_not_negative"),
             models.CheckConstraint(
-                condition=models.Q(amount_reversed__gte=0, credits_reversed__gte=0, credits_shortfall__gte=0),
+                condition=models.Q(
+                    amount_reversed__gte=0,
+                    credits_reversed__gte=0,
+                    credits_shortfall__gte=0,
+                    credits_shortfall_repaid__gte=0,
+                    credits_shortfall_waived__gte=0,
+                    credits_shortfall_cancelled__gte=0,
+                    credits_reinstated__gte=0,
+                ),
                 name="payment_reversals_not_negative",
             ),
+            # What is still taken back or owed never exceeds what was bought.
             models.CheckConstraint(
-                condition=models.Q(credits_reversed__lte=models.F("credits") - models.F("credits_shortfall")),
+                condition=models.Q(
+                    credits__gte=models.F("credits_reversed")
+                    - models.F("credits_reinstated")
+                    + models.F("credits_shortfall")
+                    - models.F("credits_shortfall_cancelled")
+                ),
                 name="payment_reverses_at_most_its_credits",
+            ),
+            # A shortfall is closed (repaid, waived or cancelled) at most once: the open part is >= 0.
+            models.CheckConstraint(
+                condition=models.Q(
+                    credits_shortfall__gte=models.F("credits_shortfall_repaid")
+                    + models.F("credits_shortfall_waived")
+                    + models.F("credits_shortfall_cancelled")
+                ),
+                name="payment_shortfall_closed_once",
+            ),
+            # A won dispute gives back at most what was taken, from the balance or as repayments.
+            models.CheckConstraint(
+                condition=models.Q(
+                    credits_reinstated__lte=models.F("credits_reversed") + models.F("credits_shortfall_repaid")
+                ),
+                name="payment_reinstates_at_most_taken",
             ),
         ]
 
     def __str__(self):
         return f"{self.get_provider_display()} {self.provider_session_id} ({self.get_status_display()})"
+
+    @property
+    def credits_shortfall_open(self) -> Decimal:
+        """Credits the customer still owes for this payment (see OPEN_SHORTFALL)."""
+        return (
+            self.credits_shortfall
+            - self.credits_shortfall_repaid
+            - self.credits_shortfall_waived
+            - self.credits_shortfall_cancelled
+        )
+
+
+# The open shortfall as a query expression: Payment.objects.annotate(open_shortfall=OPEN_SHORTFALL).
+OPEN_SHORTFALL = ExpressionWrapper(
+    F("credits_shortfall")
+    - F("credits_shortfall_repaid")
+    - F("credits_shortfall_waived")
+    - F("credits_shortfall_cancelled"),
+    output_field=models.DecimalField(max_digits=10, decimal_places=2),
+)
 
 
 class PaymentReversal(models.Model):
@@ -119,10 +189,17 @@ class PaymentReversal(models.Model):
         REFUND = "refund", "Refund"
         DISPUTE = "dispute", "Dispute"
 
+    class Outcome(models.TextChoices):
+        NONE = "", "-"
+        WON = "won", "Won: money back"
+        LOST = "lost", "Lost"
+
     provider = models.CharField(max_length=20, choices=Payment.Provider.choices)
     # refund:<charge id> (its amount is the charge's running refunded total) or dispute:<dispute id>.
     provider_reversal_id = models.CharField(max_length=255)
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    # A dispute's end as the provider reported it: won gives its credits back (once), lost changes nothing.
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True, default="")
     payment_intent_id = models.CharField(max_length=255, db_index=True)
     charge_id = models.CharField(max_length=255, blank=True, default="")
     amount = models.DecimalField(max_digits=12, decimal_places=2)
@@ -139,3 +216,15 @@ class PaymentReversal(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.provider_reversal_id}: {self.amount} {self.currency.upper()}"
+
+
+class AccountOwing(User):
+    """A user seen from the credits side: the admin lists those with an open shortfall here (a
+    proxy: no table of its own)."""
+
+    objects = models.Manager()  # not accounts' UserManager: nothing here creates users
+
+    class Meta:
+        proxy = True
+        verbose_name = "account with an open shortfall"
+        verbose_name_plural = "accounts with an open shortfall"

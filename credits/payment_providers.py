@@ -82,6 +82,21 @@ class PaymentReversed:
     charge_id: str
     amount: Decimal
     currency: str
+    outcome: str = ""  # a PaymentReversal.Outcome value: "lost" when a dispute closed against us
+
+
+@dataclass(frozen=True)
+class PaymentReinstated:
+    """Disputed money back with the merchant: the dispute was won (or an inquiry closed without
+    becoming one). The credits taken for it come back once, however often and in whatever order
+    this and the dispute itself are delivered; reversal_id is the dispute's, as in PaymentReversed."""
+
+    provider: str
+    reversal_id: str
+    payment_intent_id: str
+    charge_id: str
+    amount: Decimal
+    currency: str
 
 
 @dataclass(frozen=True)
@@ -90,7 +105,7 @@ class EventIgnored:
     type: str
 
 
-PaymentEvent = CheckoutCompleted | CheckoutClosed | PaymentReversed | EventIgnored
+PaymentEvent = CheckoutCompleted | CheckoutClosed | PaymentReversed | PaymentReinstated | EventIgnored
 
 
 def payments_mode() -> PaymentsMode:

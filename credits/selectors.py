@@ -1,9 +1,10 @@
 from django.contrib.auth import get_user_model
-from django.db.models import DecimalField, F, OuterRef, Subquery, Sum, Value, Window
-from django.db.models.functions import Coalesce, Lag
+from django.db.models import CharField, DecimalField, F, OuterRef, Q, Subquery, Sum, Value, Window
+from django.db.models.functions import Cast, Coalesce, Concat, Lag
 
-from credits.models import CreditTransaction
+from credits.models import OPEN_SHORTFALL, CreditTransaction, Payment
 
+Kind = CreditTransaction.Kind
 ZERO = Value(0, output_field=DecimalField(max_digits=10, decimal_places=2))
 
 
@@ -33,5 +34,69 @@ def ledger_violations() -> list[str]:
         violations.append(
             f"transaction {row.pk} (user {row.user_id}): balance_after {row.balance_after} "
             f"is not {row.previous_balance} + {row.amount}"
+        )
+    return violations
+
+
+def payments_with_open_shortfall():
+    """Payments whose refunds or disputes left credits owed that nothing has repaid, waived or
+    cancelled yet, annotated with open_shortfall."""
+    return Payment.objects.annotate(open_shortfall=OPEN_SHORTFALL).filter(open_shortfall__gt=0)
+
+
+def open_shortfalls() -> list[str]:
+    """One line per open shortfall: who owes what, on which payment."""
+    payments = payments_with_open_shortfall().select_related("user").order_by("user_id", "pk")
+    return [
+        f"user {payment.user_id} ({payment.user.username}): payment {payment.pk} ({payment.provider} "
+        f"{payment.provider_session_id}) owes {payment.open_shortfall} of a {payment.credits_shortfall} shortfall "
+        f"(repaid {payment.credits_shortfall_repaid}, waived {payment.credits_shortfall_waived}, "
+        f"cancelled {payment.credits_shortfall_cancelled})"
+        for payment in payments
+    ]
+
+
+def _ledger_total(kind: str, prefix) -> Coalesce:
+    """The sum of a payment's ledger rows of one kind, found by their reference's prefix."""
+    rows = (
+        CreditTransaction.objects.filter(kind=kind, user_id=OuterRef("user_id"), reference__startswith=prefix)
+        .values("user_id")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    return Coalesce(Subquery(rows), ZERO)
+
+
+def payment_violations() -> list[str]:
+    """Every way a payment's counters disagree with the ledger: credits taken back, repaid or given
+    back that are not the sum of their rows, and an open shortfall beside a positive balance
+    (credits came back without repaying it first)."""
+    payment_key = Cast(OuterRef("pk"), CharField())
+    session_key = OuterRef("provider_session_id")
+    payments = Payment.objects.annotate(
+        reversed_rows=-_ledger_total(Kind.PAYMENT_REVERSAL, Concat(Value("reversal:"), session_key, Value(":"))),
+        repaid_rows=-_ledger_total(Kind.SHORTFALL_REPAYMENT, Concat(Value("shortfall:"), payment_key, Value(":"))),
+        reinstated_rows=_ledger_total(Kind.PAYMENT_REINSTATED, Concat(Value("reinstated:"), session_key, Value(":"))),
+    )
+    violations = []
+    counted = (
+        ("credits_reversed", "reversed_rows", "payment_reversal"),
+        ("credits_shortfall_repaid", "repaid_rows", "shortfall_repayment"),
+        ("credits_reinstated", "reinstated_rows", "payment_reinstated"),
+    )
+    mismatched = Q()
+    for field, rows, _ in counted:
+        mismatched |= ~Q(**{field: F(rows)})
+    for payment in payments.filter(mismatched).order_by("pk"):
+        for field, rows, kind in counted:
+            if getattr(payment, field) != getattr(payment, rows):
+                violations.append(
+                    f"payment {payment.pk} (user {payment.user_id}): {field} {getattr(payment, field):.2f}, "
+                    f"but its {kind} rows sum to {getattr(payment, rows):.2f}"
+                )
+    for payment in payments_with_open_shortfall().filter(user__credits__gt=0).select_related("user").order_by("pk"):
+        violations.append(
+            f"user {payment.user_id} ({payment.user.username}): balance {payment.user.credits} while payment "
+            f"{payment.pk} has an open shortfall of {payment.open_shortfall} (credits came back without repaying it)"
         )
     return violations

@@ -3,6 +3,11 @@
 Every change locks the user's row, appends a CreditTransaction and writes the
 new cached balance, in one short transaction. (kind, reference) is unique, so a
 change with a reference happens at most once however often it is asked for.
+
+Credits that come back to an account (refunds, grants, purchases, bonuses, a won dispute) first
+repay its open shortfalls: what refunds and disputes could not take back because the credits had
+been spent. Lock order, everywhere: the user's row, then that user's Payment rows (payments.py
+takes a payment intent's advisory lock before both; a job's row comes before both too).
 """
 
 import uuid
@@ -12,8 +17,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
-from credits.models import CreditTransaction
+from credits.models import OPEN_SHORTFALL, CreditTransaction, Payment
 from credits.packs import CreditPack
 
 Kind = CreditTransaction.Kind
@@ -35,6 +42,19 @@ class InsufficientCredits(Exception):
 class LedgerPosting:
     transaction: CreditTransaction
     created: bool  # False when (kind, reference) had already been posted
+    # Of a credit, what went straight to repay open shortfalls (in the same transaction).
+    repaid: Decimal = Decimal(0)
+
+    @property
+    def balance_after(self) -> Decimal:
+        """The balance once this posting and its repayments were made."""
+        return self.transaction.balance_after - self.repaid
+
+
+def ledger_lock_user(*, user_id: int) -> Decimal:
+    """Lock the user's row until the transaction ends (the first lock of every balance change
+    but a payment intent's or a job's) and return the balance."""
+    return get_user_model().objects.select_for_update().values_list("credits", flat=True).get(pk=user_id)
 
 
 def ledger_append(
@@ -52,7 +72,7 @@ def ledger_append(
     if amount == 0 or amount != amount.quantize(CENT):
         raise ValueError(f"Ledger amounts are non-zero whole cents; got {amount}")
     with transaction.atomic():
-        balance = get_user_model().objects.select_for_update().values_list("credits", flat=True).get(pk=user_id)
+        balance = ledger_lock_user(user_id=user_id)
         if reference:
             # Checked under the user's lock, so concurrent duplicates queue here and see the first.
             existing = CreditTransaction.objects.filter(kind__in=[kind, *exclusive_with], reference=reference).first()
@@ -72,7 +92,56 @@ def ledger_append(
             description=description,
             reference=reference,
         )
-    return LedgerPosting(transaction=posted, created=True)
+        # Under the same lock and in the same transaction as the credit, so it repays once.
+        repaid = _shortfalls_repay(credit=posted) if amount > 0 else Decimal(0)
+    return LedgerPosting(transaction=posted, created=True, repaid=repaid)
+
+
+def _shortfalls_repay(*, credit: CreditTransaction) -> Decimal:
+    """Take from a credit just posted what the account owes on refunded or disputed payments,
+    oldest payment first; returns the credits taken. The caller holds the user's lock."""
+    left = credit.amount
+    owing = (
+        Payment.objects.select_for_update()
+        .annotate(open_shortfall=OPEN_SHORTFALL)
+        .filter(user_id=credit.user_id, open_shortfall__gt=0)
+        .order_by("id")
+    )
+    for payment in owing:
+        if left <= 0:
+            break
+        take = min(left, payment.open_shortfall)
+        shortfall_repay(
+            payment=payment,
+            amount=take,
+            reference=f"shortfall:{payment.pk}:tx{credit.pk}",
+            description=(
+                f"Repays {take} credits owed since a refund or dispute of a {payment.credits:g}-credit purchase "
+                f"(from: {credit.description})"
+            ),
+        )
+        left -= take
+    return credit.amount - left
+
+
+def shortfall_repay(*, payment: Payment, amount: Decimal, reference: str, description: str) -> LedgerPosting:
+    """Take `amount` of a payment's open shortfall from its user's balance: a shortfall_repayment
+    row and the payment's repaid counter, in one transaction; once per reference. The caller
+    holds the user's lock and, from a select_for_update after it, the payment's."""
+    with transaction.atomic():
+        posting = ledger_append(
+            user_id=payment.user_id,
+            amount=-amount,
+            kind=Kind.SHORTFALL_REPAYMENT,
+            description=description[:500],
+            reference=reference,
+        )
+        if posting.created:
+            # An UPDATE, not save(): the caller's Payment object may be older than this change.
+            Payment.objects.filter(pk=payment.pk).update(
+                credits_shortfall_repaid=F("credits_shortfall_repaid") + amount, updated_at=timezone.now()
+            )
+    return posting
 
 
 def credits_grant_signup_bonus(*, user) -> LedgerPosting | None:

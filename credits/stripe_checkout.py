@@ -17,6 +17,7 @@ from credits.payment_providers import (
     EventIgnored,
     PaymentEvent,
     PaymentProviderError,
+    PaymentReinstated,
     PaymentReversed,
     WebhookInvalid,
     WebhookNotConfigured,
@@ -139,14 +140,30 @@ def _event_read(event: dict) -> PaymentEvent:
             amount=money_from_minor_units(minor=obj["amount_refunded"], currency=obj["currency"]),
             currency=obj["currency"],
         )
-    if kind == "charge.dispute.created":
-        return PaymentReversed(
-            provider=PROVIDER,
-            reversal_id=f"dispute:{obj['id']}",
-            kind="dispute",
-            payment_intent_id=_id(obj.get("payment_intent")),
-            charge_id=_id(obj.get("charge")),
-            amount=money_from_minor_units(minor=obj["amount"], currency=obj["currency"]),
-            currency=obj["currency"],
-        )
+    if kind in DISPUTE_EVENTS:
+        return _dispute_read(kind, obj)
     return EventIgnored(provider=PROVIDER, type=kind)
+
+
+DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed", "charge.dispute.funds_reinstated")
+# A closed dispute (or inquiry) whose money stays with us: won, or an inquiry that never became a dispute.
+MONEY_KEPT = ("won", "warning_closed")
+
+
+def _dispute_read(kind: str, obj: dict) -> PaymentEvent:
+    """Every dispute event names the dispute, so a closing one delivered before (or instead of)
+    charge.dispute.created still records it."""
+    dispute = {
+        "provider": PROVIDER,
+        "reversal_id": f"dispute:{obj['id']}",
+        "payment_intent_id": _id(obj.get("payment_intent")),
+        "charge_id": _id(obj.get("charge")),
+        "amount": money_from_minor_units(minor=obj["amount"], currency=obj["currency"]),
+        "currency": obj["currency"],
+    }
+    status = obj.get("status")
+    if kind == "charge.dispute.funds_reinstated" or (kind == "charge.dispute.closed" and status in MONEY_KEPT):
+        return PaymentReinstated(**dispute)
+    if kind == "charge.dispute.closed" and status != "lost":
+        return EventIgnored(provider=PROVIDER, type=f"{kind} ({status})")
+    return PaymentReversed(**dispute, kind="dispute", outcome="lost" if kind == "charge.dispute.closed" else "")

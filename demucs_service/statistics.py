@@ -179,7 +179,8 @@ def statistics_collect(*, days: int = 30, today: date | None = None) -> Statisti
         charged=total(Q(kind=Kind.JOB_CHARGE)),
         refunded=total(Q(kind__in=[Kind.JOB_REFUND, Kind.ADMIN_REFUND])),
         granted=total(Q(kind__in=[Kind.SIGNUP_BONUS, Kind.ADMIN_GRANT])),
-        reversed=total(Q(kind=Kind.PAYMENT_REVERSAL)),
+        # Net: taken back at once, or later as a shortfall's repayment, less what a won dispute gave back.
+        reversed=total(Q(kind__in=[Kind.PAYMENT_REVERSAL, Kind.SHORTFALL_REPAYMENT, Kind.PAYMENT_REINSTATED])),
     )
 
     # 6. Revenue by pack: payments whose credits were granted, less what was refunded or disputed.

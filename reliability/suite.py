@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from reliability.scenarios import faults, free_rides, hostile, payments, reads, uploads
+from reliability.scenarios import faults, free_rides, hostile, payments, reads, shortfall, uploads
 from reliability.scenarios.common import Row
 
 
@@ -22,6 +22,7 @@ class Sizes:
     storage_quota_mb: int = 256
     job_timeout: float = 900
     refund_rounds: int = 30
+    shortfall_threads: int = 8  # concurrent uploads and cancels of the disputed customer
     # The fault rows that run: the worker ones and the PostgreSQL restart are slow (a long clip).
     faults: tuple[str, ...] = ("refund_race", "queue", "sigkill", "sigterm", "sigterm_group", "postgres")
 
@@ -36,20 +37,23 @@ CI = Sizes(
     job_timeout=120,
     refund_rounds=20,
     max_minutes=12,
+    shortfall_threads=4,
     # Not the PostgreSQL restart: it takes down the machine's whole server, other databases too.
     faults=("refund_race", "queue", "sigkill", "sigterm", "sigterm_group"),
 )
 
 
 def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> list[Row]:
-    """Every scenario, or those named in `only` (uploads, payments, reads, hostile, decoded_length,
-    attempts, storage, fairness, refund_race, queue, sigkill, sigterm, sigterm_group, postgres)."""
+    """Every scenario, or those named in `only` (uploads, payments, shortfall, reads, hostile,
+    decoded_length, attempts, storage, fairness, refund_race, queue, sigkill, sigterm, sigterm_group,
+    postgres)."""
     scenarios = [
         (
             "uploads",
             lambda: uploads.run(stack, users=sizes.users, uploads=sizes.uploads, job_timeout=sizes.job_timeout),
         ),
         ("payments", lambda: payments.run(stack, requests=sizes.webhook_requests)),
+        ("shortfall", lambda: shortfall.run(stack, threads=sizes.shortfall_threads)),
         ("reads", lambda: reads.run(stack, seconds=sizes.load_seconds, clients=sizes.load_clients)),
         ("hostile", lambda: hostile.run(stack, max_upload_mb=sizes.max_upload_mb, job_timeout=sizes.job_timeout)),
         ("decoded_length", lambda: free_rides.decoded_length(stack, max_minutes=sizes.max_minutes)),

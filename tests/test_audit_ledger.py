@@ -1,4 +1,5 @@
-"""manage.py audit_ledger: credits == sum(amounts) == last balance_after, for every user."""
+"""manage.py audit_ledger: credits == sum(amounts) == last balance_after, for every user; payments
+agree with their ledger rows; open shortfalls listed as warnings; every check in its list runs."""
 
 import os
 import subprocess
@@ -11,9 +12,11 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import F
+from django.utils import timezone
 
 from accounts.models import User
-from credits.models import CreditTransaction
+from credits.management.commands import audit_ledger
+from credits.models import CreditTransaction, Payment
 from credits.services import ledger_append
 from tests.factories import UserFactory
 
@@ -125,3 +128,110 @@ def test_it_exits_zero_then_one_from_the_command_line():
     assert broken.returncode == 1
     assert f"user {user.pk} ({user.username}): balance {user.credits + 1:.2f}" in broken.stderr
     assert "CommandError: 1 ledger violation(s)" in broken.stderr
+
+
+# Payments and shortfalls
+
+
+def _owing(user, shortfall="25") -> Payment:
+    """A disputed purchase whose credits were all spent: balance 0, the whole pack owed."""
+    ledger_append(user_id=user.pk, amount=-user.credits, kind=Kind.JOB_CHARGE, description="Job", reference="j")
+    return Payment.objects.create(
+        provider="stripe",
+        provider_session_id=f"cs_test_{user.pk}",
+        payment_intent_id=f"pi_test_{user.pk}",
+        user=user,
+        pack_id="standard",
+        credits=Decimal("25"),
+        amount=Decimal("4.00"),
+        currency="usd",
+        status=Payment.Status.DISPUTED,
+        credited_at=timezone.now(),
+        credits_shortfall=Decimal(shortfall),
+    )
+
+
+@pytest.mark.django_db
+def test_it_lists_an_open_shortfall_as_a_warning_and_still_passes(user):
+    payment = _owing(user)
+
+    out, err = _audit()
+
+    assert err == ""
+    assert "Ledger consistent" in out
+    assert "open shortfalls (1, warning):" in out
+    assert (
+        f"user {user.pk} ({user.username}): payment {payment.pk} (stripe {payment.provider_session_id}) owes 25.00 "
+        "of a 25.00 shortfall (repaid 0.00, waived 0.00, cancelled 0.00)"
+    ) in out
+
+
+@pytest.mark.django_db
+def test_it_fails_on_an_open_shortfall_with_strict(user):
+    _owing(user)
+    err = StringIO()
+
+    with pytest.raises(CommandError) as raised:
+        call_command("audit_ledger", "--strict", stdout=StringIO(), stderr=err)
+
+    assert str(raised.value) == "1 ledger violation(s)"
+    assert "owes 25.00" in err.getvalue()
+
+
+@pytest.mark.django_db
+def test_it_passes_without_a_word_on_shortfalls_once_repaid(user):
+    _owing(user)
+    ledger_append(user_id=user.pk, amount=Decimal("30"), kind=Kind.ADMIN_GRANT, description="Gift", reference="g")
+
+    out, err = _audit()
+
+    assert "shortfall" not in out
+    assert err == ""
+
+
+@pytest.mark.django_db
+def test_it_fails_on_credits_back_that_did_not_repay_an_open_shortfall(user):
+    payment = _owing(user)
+    # Credits posted behind the ledger service's back, skipping the repayment.
+    User.objects.filter(pk=user.pk).update(credits=Decimal("5"))
+    CreditTransaction.objects.create(
+        user=user, amount=Decimal("5"), balance_after=Decimal("5"), kind=Kind.ADMIN_GRANT, description="Forged"
+    )
+
+    error, err = _audit_failing()
+
+    assert str(error) == "1 ledger violation(s)"
+    assert err.splitlines() == [
+        f"user {user.pk} ({user.username}): balance 5.00 while payment {payment.pk} has an open shortfall "
+        "of 25.00 (credits came back without repaying it)"
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "kind"),
+    [
+        ("credits_reversed", "payment_reversal"),
+        ("credits_shortfall_repaid", "shortfall_repayment"),
+        ("credits_reinstated", "payment_reinstated"),
+    ],
+)
+def test_it_fails_on_a_payment_counter_that_is_not_the_sum_of_its_rows(user, field, kind):
+    payment = _owing(user, shortfall="20")
+    # (credits_reinstated has a CHECK against what was taken: raise that too, in the same update.)
+    Payment.objects.filter(pk=payment.pk).update(**{"credits_reversed": Decimal("5"), field: Decimal("5")})
+
+    error, err = _audit_failing()
+
+    assert f"payment {payment.pk} (user {user.pk}): {field} 5.00, but its {kind} rows sum to 0.00" in err.splitlines()
+
+
+@pytest.mark.django_db
+def test_it_runs_every_check_in_its_list(user, monkeypatch):
+    checks = [*audit_ledger.CHECKS, audit_ledger.AuditCheck("jobs", lambda: ["job 7: COMPLETED without its files"])]
+    monkeypatch.setattr(audit_ledger, "CHECKS", checks)
+
+    error, err = _audit_failing()
+
+    assert str(error) == "1 ledger violation(s)"
+    assert err.splitlines() == ["job 7: COMPLETED without its files"]

@@ -91,6 +91,23 @@ def add_payments(user, count: int):
         )
 
 
+def add_owing_users(_user, count: int):
+    """`count` users who each owe credits on a disputed payment."""
+    for owing in UserFactory.create_batch(count - Payment.objects.filter(credits_shortfall__gt=0).count()):
+        Payment.objects.create(
+            provider="stripe",
+            provider_session_id=f"cs_test_owing_{owing.pk}",
+            user=owing,
+            pack_id="starter",
+            credits=Decimal(5),
+            amount=Decimal("1.00"),
+            currency="usd",
+            status=Payment.Status.DISPUTED,
+            credits_shortfall=Decimal(5),
+        )
+    assert Payment.objects.filter(credits_shortfall__gt=0).count() == count
+
+
 def add_users(_user, count: int):
     """`count` users in all (the admin who looks is one of them)."""
     UserFactory.create_batch(count - User.objects.count())
@@ -123,6 +140,8 @@ def reset_rows(add_rows, owner):
     elif add_rows is add_payments:
         PaymentReversal.objects.all().delete()
         Payment.objects.filter(user=owner).delete()
+    elif add_rows is add_owing_users:
+        Payment.objects.all().delete()
 
 
 API_LISTS = [
@@ -140,6 +159,7 @@ ADMIN_LISTS = [
     ("/admin/credits/credittransaction/", add_transactions),
     ("/admin/credits/payment/", add_payments),
     ("/admin/credits/paymentreversal/", add_payments),
+    ("/admin/credits/accountowing/", add_owing_users),
 ]
 
 

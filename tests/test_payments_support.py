@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 from django.test import Client
 
-from credits.selectors import ledger_violations
+from credits.selectors import ledger_violations, payment_violations
 
 WEBHOOK_URL = "/api/payments/stripe/webhook"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
@@ -28,6 +28,7 @@ def configure_stripe(settings) -> None:
 
 def assert_ledger_consistent() -> None:
     assert ledger_violations() == []
+    assert payment_violations() == []
 
 
 def new_id(prefix: str) -> str:
@@ -110,9 +111,19 @@ def refunded(*, charge_id: str, payment_intent: str, amount_refunded: int, amoun
     )
 
 
-def disputed(*, charge_id: str, payment_intent: str, amount: int = 400, dispute_id: str | None = None) -> str:
+def disputed(
+    *,
+    charge_id: str,
+    payment_intent: str,
+    amount: int = 400,
+    dispute_id: str | None = None,
+    kind: str = "charge.dispute.created",
+    status: str = "needs_response",
+) -> str:
+    """A dispute event: created by default; charge.dispute.closed with status won or lost, or
+    charge.dispute.funds_reinstated (status won) for its end."""
     return event(
-        "charge.dispute.created",
+        kind,
         {
             "id": dispute_id or new_id("dp"),
             "object": "dispute",
@@ -121,7 +132,7 @@ def disputed(*, charge_id: str, payment_intent: str, amount: int = 400, dispute_
             "currency": "usd",
             "payment_intent": payment_intent,
             "reason": "fraudulent",
-            "status": "needs_response",
+            "status": status,
         },
     )
 
