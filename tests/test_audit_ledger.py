@@ -235,3 +235,23 @@ def test_it_runs_every_check_in_its_list(user, monkeypatch):
 
     assert str(error) == "1 ledger violation(s)"
     assert err.splitlines() == ["job 7: COMPLETED without its files"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("demo_model")
+def test_it_reports_a_completed_job_without_its_files(settings):
+    from separation.models import Job
+    from separation.tasks import separate_next_job
+    from tests.jobs import make_job
+
+    job = make_job(UserFactory())
+    separate_next_job()
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED
+    _audit()  # clean
+
+    (Path(settings.MEDIA_ROOT) / job.stems[0]["file"]).unlink()
+
+    error, said = _audit_failing()
+    assert f"job {job.pk}" in said and "COMPLETED without its files" in said
+    assert "1 ledger violation" in str(error)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.core.management.base import BaseCommand, CommandError
 
 from credits.selectors import ledger_violations, open_shortfalls, payment_violations
+from separation.selectors import completed_jobs_missing_files
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ CHECKS: list[AuditCheck] = [
     # Credits refunded or disputed after they were spent, still owed: the ledger accounts for
     # them (the account's balance is 0 and what comes back repays them first), an operator decides.
     AuditCheck("open shortfalls", open_shortfalls, warning=True),
-    # separation's: jobs marked COMPLETED without their files.
+    # A job charged and marked COMPLETED must have its files (until retention or its owner deletes them).
+    AuditCheck("completed jobs", completed_jobs_missing_files),
 ]
 
 
