@@ -6,14 +6,15 @@ from rest_framework import serializers, status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts.authentication import RevocableJWTAuthentication
 from accounts.selectors import user_email_verified
 from accounts.services import (
     VerificationMail,
     email_verification_send,
     password_reset_confirm,
     password_reset_request,
+    token_revoke,
     user_create,
     user_update_preferences,
 )
@@ -25,6 +26,7 @@ from accounts.throttles import (
     RegisterAccountThrottle,
     RegisterIPThrottle,
 )
+from accounts.tokens import access_token_issue
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class RegisterOutput(TokenOutput):
 
 
 def _token_for(user) -> dict:
-    return {"access_token": str(AccessToken.for_user(user)), "token_type": "bearer"}
+    return {"access_token": access_token_issue(user=user), "token_type": "bearer"}
 
 
 class RegisterInput(serializers.Serializer):
@@ -117,6 +119,23 @@ def login(request):
             headers={"WWW-Authenticate": 'Bearer realm="api"'},
         )
     return Response(_token_for(user))
+
+
+@extend_schema(
+    request=None,
+    responses={
+        204: OpenApiResponse(description="The token is logged out"),
+        401: OpenApiResponse(description="No token, or one already logged out, expired or ended"),
+    },
+    tags=["auth"],
+)
+@api_view(["POST"])
+@authentication_classes([RevocableJWTAuthentication])
+def logout(request):
+    """End the bearer token this request is sent with (other tokens of the account keep working;
+    changing the password ends them all)."""
+    token_revoke(token=request.auth)
+    return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class PreferencesInput(serializers.Serializer):

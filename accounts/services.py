@@ -11,7 +11,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from accounts.models import RevokedToken
 from credits.services import credits_grant_signup_bonus
 
 logger = logging.getLogger(__name__)
@@ -123,6 +127,23 @@ def password_reset_confirm(*, request, uid: str, token: str, new_password: str):
     get_adapter(request).set_password(user, new_password)
     allauth_signals.password_reset.send(sender=user.__class__, request=request, user=user)
     return user
+
+
+# --- API tokens: a password change or reset and deactivation end them all (accounts.models.User
+# .token_version); logging out ends one, listed here until it would have expired anyway -----------
+
+
+def token_revoke(*, token) -> None:
+    """Log out one validated API token."""
+    RevokedToken.objects.get_or_create(
+        jti=token[jwt_settings.JTI_CLAIM], defaults={"expires_at": datetime_from_epoch(token["exp"])}
+    )
+
+
+def revoked_tokens_purge(*, now=None) -> int:
+    """Forget logged-out tokens that have expired (they are refused for that now); returns how many."""
+    deleted, _ = RevokedToken.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return deleted
 
 
 # --- notification preferences --------------------------------------------------------------

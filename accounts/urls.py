@@ -10,6 +10,7 @@ urlpatterns = [
 api_urlpatterns = [
     path("register", api.register, name="api-register"),
     path("login", api.login, name="api-login"),
+    path("logout", api.logout, name="api-logout"),
     path("me", api.me, name="api-me"),
     path("verify-email/resend", api.verify_email_resend, name="api-verify-email-resend"),
     path("password-reset", api.password_reset, name="api-password-reset"),

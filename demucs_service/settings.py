@@ -260,8 +260,9 @@ CREDIT_CURRENCY = env_str("CREDIT_CURRENCY", "usd").lower()
 # API.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # JWT first, so an anonymous API call gets 401 with WWW-Authenticate: Bearer.
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # JWT first, so an anonymous API call gets 401 with WWW-Authenticate: Bearer. Tokens end
+        # early on logout, a password change or reset, and deactivation.
+        "accounts.authentication.RevocableJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
