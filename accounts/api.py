@@ -1,8 +1,7 @@
 import logging
 
-from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -10,17 +9,17 @@ from rest_framework.response import Response
 from accounts.authentication import RevocableJWTAuthentication
 from accounts.selectors import user_email_verified
 from accounts.services import (
+    LoginThrottled,
     VerificationMail,
     email_verification_send,
     password_reset_confirm,
     password_reset_request,
     token_revoke,
+    user_authenticate,
     user_create,
     user_update_preferences,
 )
 from accounts.throttles import (
-    LoginAccountThrottle,
-    LoginIPThrottle,
     PasswordResetAccountThrottle,
     PasswordResetIPThrottle,
     RegisterAccountThrottle,
@@ -101,17 +100,29 @@ class LoginInput(serializers.Serializer):
         return attrs
 
 
-@extend_schema(request=LoginInput, responses={200: TokenOutput}, tags=["auth"])
+@extend_schema(
+    request=LoginInput,
+    responses={
+        200: TokenOutput,
+        401: OpenApiResponse(description="Wrong credentials"),
+        429: OpenApiResponse(description="Too many failed logins from this address (Retry-After)"),
+    },
+    tags=["auth"],
+)
 @api_view(["POST"])
 @authentication_classes([])
 @permission_classes([AllowAny])
-@throttle_classes([LoginIPThrottle, LoginAccountThrottle])
+@throttle_classes([])
 def login(request):
-    """Exchange an email or username and a password for an access token."""
+    """Exchange an email or username and a password for an access token. Failed logins are
+    throttled per client address and per account from one address, as on the login page."""
     data = LoginInput(data=request.data)
     data.is_valid(raise_exception=True)
     identifier = data.validated_data.get("email") or data.validated_data["username"]
-    user = authenticate(request, username=identifier, password=data.validated_data["password"])
+    try:
+        user = user_authenticate(request=request._request, login=identifier, password=data.validated_data["password"])
+    except LoginThrottled as throttled:
+        raise exceptions.Throttled(wait=throttled.retry_after) from throttled
     if user is None:
         return Response(
             {"detail": INVALID_CREDENTIALS},

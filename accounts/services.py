@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from accounts.login_limits import TOO_MANY_LOGIN_ATTEMPTS, login_retry_after_seconds
 from accounts.models import RevokedToken
 from credits.services import credits_grant_signup_bonus
 
@@ -60,6 +61,28 @@ def user_create(*, email: str, username: str, password: str):
         # A concurrent sign-up took the name between the check and the insert.
         clashes = user_find_clashes(email=email, username=username)
         raise ValidationError(clashes or "Account could not be created.") from error
+
+
+class LoginThrottled(Exception):
+    def __init__(self, *, retry_after: int):
+        super().__init__(f"Too many login attempts; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def user_authenticate(*, request, login: str, password: str):
+    """The user with this email or username and password, or None; through allauth, so the API
+    and the login page share one count of failed logins (accounts.login_limits). Raises
+    LoginThrottled when this client has failed too often, whatever the password."""
+    if not ratelimit.consume(request, action="login"):  # every attempt, per address, as on the page
+        raise LoginThrottled(retry_after=login_retry_after_seconds("login"))
+    try:
+        user = get_adapter(request).authenticate(request, username=login, password=password)
+    except ValidationError as error:
+        if error.code == TOO_MANY_LOGIN_ATTEMPTS:
+            raise LoginThrottled(retry_after=login_retry_after_seconds()) from error
+        raise
+    # allauth hands back an inactive account with the right password (to show its page); not here.
+    return user if user is not None and user.is_active else None
 
 
 # --- email verification (allauth's EmailAddress and confirmation mails) ---------------------

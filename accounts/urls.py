@@ -3,11 +3,15 @@ from django.urls import path
 from accounts import api, views
 
 urlpatterns = [
+    # Before allauth's own, which it wraps (429 with Retry-After when throttled).
+    path("login/", views.login),
     path("profile/", views.profile, name="profile"),
     path("verify-email/resend/", views.verify_email_resend, name="verify-email-resend"),
 ]
 
 api_urlpatterns = [
+    # Before allauth's own, which it wraps (429 with Retry-After when throttled).
+    path("login/", views.login),
     path("register", api.register, name="api-register"),
     path("login", api.login, name="api-login"),
     path("logout", api.logout, name="api-logout"),

@@ -73,6 +73,12 @@ def env_rate(name: str, default: str) -> str:
     return value
 
 
+def allauth_rate(rate: str, per: str) -> str:
+    """A DRF rate (10/minute) in allauth's notation (10/m/ip)."""
+    count, _, period = rate.partition("/")
+    return f"{count}/{period[0]}/{per}"
+
+
 def parse_credit_packs(name: str, default: str) -> list[dict]:
     """`id:credits:price,...`, e.g. `starter:5:1.00,standard:25:4.00`."""
     value = env_str(name, default)
@@ -251,6 +257,10 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# 0: the client is REMOTE_ADDR; X-Forwarded-For is trusted only with proxies in front. DRF's
+# throttles and allauth's rate limits both take the client address from here.
+NUM_PROXIES = env_int("NUM_PROXIES", 0)
+ALLAUTH_TRUSTED_PROXY_COUNT = NUM_PROXIES
 
 # Credits.
 SIGNUP_BONUS_CREDITS = Decimal(env_int("SIGNUP_BONUS_CREDITS", 3))
@@ -272,16 +282,22 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "demucs_service.api_errors.exception_handler",
-    # 0: the client is REMOTE_ADDR; X-Forwarded-For is trusted only with proxies in front.
-    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
-        "login_ip": env_rate("THROTTLE_LOGIN_IP", "20/minute"),
-        "login_account": env_rate("THROTTLE_LOGIN_ACCOUNT", "5/minute"),
         "register_ip": env_rate("THROTTLE_REGISTER_IP", "10/hour"),
         "register_account": env_rate("THROTTLE_REGISTER_ACCOUNT", "5/hour"),
         "password_reset_ip": env_rate("THROTTLE_PASSWORD_RESET_IP", "20/hour"),
         "password_reset_account": env_rate("THROTTLE_PASSWORD_RESET_ACCOUNT", "5/hour"),
     },
+}
+# Failed logins, on the login page and POST /api/auth/login alike (allauth's counters, keyed in
+# accounts.login_limits): per client address, and per account from one client address, so wrong
+# passwords from elsewhere never lock the owner out. Only failures count.
+THROTTLE_LOGIN_IP = env_rate("THROTTLE_LOGIN_IP", "20/minute")
+THROTTLE_LOGIN_ACCOUNT = env_rate("THROTTLE_LOGIN_ACCOUNT", "5/minute")
+
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": f"{allauth_rate(THROTTLE_LOGIN_IP, 'ip')},{allauth_rate(THROTTLE_LOGIN_ACCOUNT, 'key')}",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(days=env_int("JWT_ACCESS_TOKEN_DAYS", 30, minimum=1)),
