@@ -1,8 +1,21 @@
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.stages import EmailVerificationStage
 from django.conf import settings
 
 from accounts.login_limits import login_failures_key
 from accounts.services import user_save_new
+
+
+class SignupEmailVerificationStage(EmailVerificationStage):
+    """allauth's verification step, for sign-ups only. With EMAIL_VERIFICATION=mandatory a sign-up
+    waits for the mailed link, so a taken address gets the same answer as a new one (allauth's
+    enumeration prevention needs that); an unverified account still logs in and sees its balance,
+    as over the API, and only uploads wait for the address (separation.uploads)."""
+
+    def handle(self):
+        if not self.login.signup:
+            return None, True
+        return super().handle()
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -15,6 +28,11 @@ class AccountAdapter(DefaultAccountAdapter):
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
         # Subjects are rendered without the request's context processors: name the site here.
         super().send_mail(template_prefix, email, {"SITE_NAME": settings.SITE_NAME, **context})
+
+    def get_login_stages(self) -> list[str]:
+        verification = f"{EmailVerificationStage.__module__}.{EmailVerificationStage.__name__}"
+        ours = f"{SignupEmailVerificationStage.__module__}.{SignupEmailVerificationStage.__name__}"
+        return [ours if stage == verification else stage for stage in super().get_login_stages()]
 
     def _get_login_attempts_cache_key(self, request, **credentials) -> str:
         # allauth 65 keys its failed-login count (and its reset on a password reset) here, by the

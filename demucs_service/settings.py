@@ -218,8 +218,7 @@ ACCOUNT_LOGIN_METHODS = {"email", "username"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_PRESERVE_USERNAME_CASING = True
-# allauth sends the verification mail but lets people log in; uploads check EMAIL_VERIFICATION.
-ACCOUNT_EMAIL_VERIFICATION = "optional"
+# ACCOUNT_EMAIL_VERIFICATION and ACCOUNT_PREVENT_ENUMERATION follow EMAIL_VERIFICATION (Email, below).
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = ""
@@ -415,6 +414,11 @@ SITE_URL = env_str("SITE_URL", "").rstrip("/")
 EMAIL_VERIFICATION = env_str("EMAIL_VERIFICATION", "optional" if DEBUG else "mandatory")
 if EMAIL_VERIFICATION not in {"none", "optional", "mandatory"}:
     raise ImproperlyConfigured(f"EMAIL_VERIFICATION must be none, optional or mandatory; got {EMAIL_VERIFICATION!r}")
+# allauth's "mandatory" makes a sign-up wait for the link, so the sign-up page answers a taken
+# address as it answers a new one (mailing its owner instead); logging in does not wait
+# (accounts.adapter), only uploads do. Otherwise allauth mails the link and lets people in.
+ACCOUNT_EMAIL_VERIFICATION = "mandatory" if EMAIL_VERIFICATION == "mandatory" else "optional"
+ACCOUNT_PREVENT_ENUMERATION = True
 
 # Payments: Stripe Checkout when STRIPE_SECRET_KEY is set; otherwise simulated purchases,
 # which are refused with DEBUG off unless PAYMENTS_SIMULATED=1.
