@@ -1,9 +1,12 @@
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.stages import EmailVerificationStage
 from django.conf import settings
+from django.contrib import messages
+from django.template.defaultfilters import floatformat
 
 from accounts.login_limits import login_failures_key
-from accounts.services import user_save_new
+from accounts.selectors import user_has_signup_bonus
+from accounts.services import email_address_verify, user_save_new
 
 
 class SignupEmailVerificationStage(EmailVerificationStage):
@@ -24,6 +27,18 @@ class AccountAdapter(DefaultAccountAdapter):
         if commit:
             user_save_new(user=user)
         return user
+
+    def confirm_email(self, request, email_address) -> bool:
+        # The mailed link: allauth marks the address verified, our service grants the bonus.
+        confirmed = super().confirm_email(request, email_address)
+        if confirmed:
+            bonus = email_address_verify(address=email_address).bonus
+            if bonus is not None:
+                amount = floatformat(bonus.transaction.amount, "-2")
+                messages.success(request, f"{amount} free credits were added to your balance.")
+            elif settings.SIGNUP_BONUS_CREDITS > 0 and not user_has_signup_bonus(user=email_address.user):
+                messages.info(request, "This email address already received its free credits on another account.")
+        return confirmed
 
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
         # Subjects are rendered without the request's context processors: name the site here.

@@ -1,13 +1,13 @@
 import logging
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from accounts.authentication import RevocableJWTAuthentication
-from accounts.selectors import user_email_verified
+from accounts.selectors import user_email_verified, user_signup_bonus_pending
 from accounts.services import (
     LoginThrottled,
     VerificationMail,
@@ -40,9 +40,18 @@ class UserOutput(serializers.Serializer):
     date_joined = serializers.DateTimeField()
     email_verified = serializers.SerializerMethodField(help_text="Uploads need a verified email when required")
     email_on_job_finished = serializers.BooleanField(help_text="Email me when a separation completes or fails")
+    signup_bonus_pending = serializers.SerializerMethodField(
+        help_text="Free credits granted once the email address is verified (one welcome bonus per address); "
+        "null when none are waiting"
+    )
 
     def get_email_verified(self, user) -> bool:
         return user_email_verified(user=user)
+
+    @extend_schema_field(serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True))
+    def get_signup_bonus_pending(self, user) -> str | None:
+        pending = user_signup_bonus_pending(user=user)
+        return None if pending is None else f"{pending:.2f}"
 
 
 class TokenOutput(serializers.Serializer):
@@ -74,8 +83,9 @@ class RegisterInput(serializers.Serializer):
 @permission_classes([AllowAny])
 @throttle_classes([RegisterIPThrottle, RegisterAccountThrottle])
 def register(request):
-    """Create an account with the signup bonus and return an access token. A verification link
-    is mailed to the address (uploads wait for it when EMAIL_VERIFICATION is mandatory)."""
+    """Create an account and return an access token. A verification link is mailed to the address;
+    following it grants the signup bonus (once per address) and, when EMAIL_VERIFICATION is
+    mandatory, allows uploads. An address or username already taken is named (400)."""
     data = RegisterInput(data=request.data)
     data.is_valid(raise_exception=True)
     user = user_create(**data.validated_data)

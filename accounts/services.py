@@ -1,5 +1,6 @@
 import enum
 import logging
+from dataclasses import dataclass
 
 from allauth.account import signals as allauth_signals
 from allauth.account.adapter import get_adapter
@@ -7,6 +8,7 @@ from allauth.account.forms import ResetPasswordForm, default_token_generator
 from allauth.account.models import EmailAddress
 from allauth.account.utils import url_str_to_user_pk
 from allauth.core import ratelimit
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -15,9 +17,10 @@ from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from accounts.email_identity import email_normalise
 from accounts.login_limits import TOO_MANY_LOGIN_ATTEMPTS, login_retry_after_seconds
 from accounts.models import RevokedToken
-from credits.services import credits_grant_signup_bonus
+from credits.services import LedgerPosting, credits_grant_signup_bonus
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +39,14 @@ def user_find_clashes(*, email: str, username: str) -> dict[str, str]:
 
 
 def user_save_new(*, user):
-    """Save an unsaved user and grant the signup bonus: every way of making an account ends here."""
+    """Save an unsaved user: every way of making an account ends here. The signup bonus waits for
+    a verified address (email_address_verify), except with EMAIL_VERIFICATION=none, where there
+    is no verification and it is granted now, still once per mailbox."""
     user.email = get_user_model().objects.normalize_email(user.email).lower()
     with transaction.atomic():
         user.save()
-        credits_grant_signup_bonus(user=user)
+        if settings.EMAIL_VERIFICATION == "none":
+            credits_grant_signup_bonus(user=user, normalised_email=email_normalise(user.email))
     user.refresh_from_db(fields=["credits"])
     return user
 
@@ -116,6 +122,26 @@ def email_verification_send(*, request, user, signup: bool = False) -> Verificat
         return VerificationMail.RECENTLY_SENT
     address.send_confirmation(request, signup=signup)
     return VerificationMail.SENT
+
+
+@dataclass(frozen=True)
+class AddressVerification:
+    verified: bool  # False: another account has this address verified already
+    bonus: LedgerPosting | None  # None: this account or this mailbox had its bonus already
+
+
+def email_address_verify(*, address: EmailAddress) -> AddressVerification:
+    """Every way an address gets verified ends here (the mailed link through the adapter, the
+    admin, a provider-verified address at a social login, the test factories): it marks the
+    address verified if it is not yet and grants the signup bonus, once per normalised address
+    (name+tag@ and, at gmail.com, dotted spellings are one mailbox) and once per account."""
+    with transaction.atomic():
+        if not address.verified:
+            if not address.set_verified(commit=False):
+                return AddressVerification(verified=False, bonus=None)
+            address.save(update_fields=["verified"])
+        bonus = credits_grant_signup_bonus(user=address.user, normalised_email=email_normalise(address.email))
+    return AddressVerification(verified=True, bonus=bonus)
 
 
 # --- password reset (allauth's tokens, so the mailed link opens allauth's page) --------------
