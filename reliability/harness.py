@@ -42,6 +42,8 @@ CLEARED_ENV = (
     "JOB_REQUEUE_SECONDS",
     "MAX_UPLOAD_MB",
     "PAYMENTS_SIMULATED",
+    # Mail goes to the servers' logs, where the tokens row reads the password reset link.
+    "EMAIL_URL",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from reliability.scenarios import faults, hostile, payments, reads, uploads
+from reliability.scenarios import faults, hostile, payments, reads, tokens, uploads
 from reliability.scenarios.common import Row
 
 
@@ -38,8 +38,8 @@ CI = Sizes(
 
 
 def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> list[Row]:
-    """Every scenario, or those named in `only` (uploads, payments, reads, hostile, refund_race,
-    queue, sigkill, sigterm, postgres)."""
+    """Every scenario, or those named in `only` (uploads, payments, reads, hostile, tokens,
+    refund_race, queue, sigkill, sigterm, postgres)."""
     scenarios = [
         (
             "uploads",
@@ -48,6 +48,8 @@ def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> 
         ("payments", lambda: payments.run(stack, requests=sizes.webhook_requests)),
         ("reads", lambda: reads.run(stack, seconds=sizes.load_seconds, clients=sizes.load_clients)),
         ("hostile", lambda: hostile.run(stack, max_upload_mb=sizes.max_upload_mb, job_timeout=sizes.job_timeout)),
+        # In both sizes: a handful of requests.
+        ("tokens", lambda: tokens.run(stack)),
     ]
     fault_rows = {
         "refund_race": lambda: faults.refund_race(stack, rounds=sizes.refund_rounds),
