@@ -9,8 +9,8 @@ from django.db.models.functions import Lower
 
 class UserManager(DjangoUserManager):
     def _create_user(self, username, email, password, **extra_fields):
-        # createsuperuser and create_user go through the same path as sign-up,
-        # so every account starts with its signup bonus in the ledger.
+        # createsuperuser and create_user go through the same path as sign-up (the signup
+        # bonus follows when the address is verified: accounts.services.email_address_verify).
         from accounts.services import user_save_new
 
         return user_save_new(user=self._create_user_object(username, email, password, **extra_fields))
