@@ -10,8 +10,6 @@ urlpatterns = [
 ]
 
 api_urlpatterns = [
-    # Before allauth's own, which it wraps (429 with Retry-After when throttled).
-    path("login/", views.login),
     path("register", api.register, name="api-register"),
     path("login", api.login, name="api-login"),
     path("logout", api.logout, name="api-logout"),

@@ -294,7 +294,6 @@ REST_FRAMEWORK = {
 # passwords from elsewhere never lock the owner out. Only failures count.
 THROTTLE_LOGIN_IP = env_rate("THROTTLE_LOGIN_IP", "20/minute")
 THROTTLE_LOGIN_ACCOUNT = env_rate("THROTTLE_LOGIN_ACCOUNT", "5/minute")
-
 ACCOUNT_RATE_LIMITS = {
     "login_failed": f"{allauth_rate(THROTTLE_LOGIN_IP, 'ip')},{allauth_rate(THROTTLE_LOGIN_ACCOUNT, 'key')}",
 }
