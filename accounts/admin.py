@@ -1,6 +1,8 @@
 import uuid
 from decimal import Decimal
 
+from allauth.account.admin import EmailAddressAdmin as AllauthEmailAddressAdmin
+from allauth.account.models import EmailAddress
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -11,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.models import User
-from accounts.services import user_save_new
+from accounts.services import email_address_verify, user_save_new
 from credits.models import CreditTransaction
 from credits.services import credits_admin_grant
 
@@ -107,3 +109,24 @@ class UserAdmin(DjangoUserAdmin):
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/accounts/user/grant_credits.html", context)
+
+
+# allauth's, with every way of marking an address verified going through email_address_verify,
+# which grants the signup bonus.
+admin.site.unregister(EmailAddress)
+
+
+@admin.register(EmailAddress)
+class EmailAddressAdmin(AllauthEmailAddressAdmin):
+    @admin.action(description="Mark selected email addresses as verified (grants the signup bonus)")
+    def make_verified(self, request, queryset):
+        for address in queryset.filter(verified=False).select_related("user"):
+            if email_address_verify(address=address).verified:
+                self.message_user(request, f"Marked {address.email} as verified.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{address.email} is verified on another account.", messages.ERROR)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.verified:
+            email_address_verify(address=obj)

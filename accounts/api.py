@@ -1,30 +1,31 @@
 import logging
 
-from django.contrib.auth import authenticate
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.selectors import user_email_verified
+from accounts.authentication import RevocableJWTAuthentication
+from accounts.selectors import user_email_verified, user_signup_bonus_pending
 from accounts.services import (
+    LoginThrottled,
     VerificationMail,
     email_verification_send,
     password_reset_confirm,
     password_reset_request,
+    token_revoke,
+    user_authenticate,
     user_create,
     user_update_preferences,
 )
 from accounts.throttles import (
-    LoginAccountThrottle,
-    LoginIPThrottle,
     PasswordResetAccountThrottle,
     PasswordResetIPThrottle,
     RegisterAccountThrottle,
     RegisterIPThrottle,
 )
+from accounts.tokens import access_token_issue
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +40,18 @@ class UserOutput(serializers.Serializer):
     date_joined = serializers.DateTimeField()
     email_verified = serializers.SerializerMethodField(help_text="Uploads need a verified email when required")
     email_on_job_finished = serializers.BooleanField(help_text="Email me when a separation completes or fails")
+    signup_bonus_pending = serializers.SerializerMethodField(
+        help_text="Free credits granted once the email address is verified (one welcome bonus per address); "
+        "null when none are waiting"
+    )
 
     def get_email_verified(self, user) -> bool:
         return user_email_verified(user=user)
+
+    @extend_schema_field(serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True))
+    def get_signup_bonus_pending(self, user) -> str | None:
+        pending = user_signup_bonus_pending(user=user)
+        return None if pending is None else f"{pending:.2f}"
 
 
 class TokenOutput(serializers.Serializer):
@@ -54,7 +64,7 @@ class RegisterOutput(TokenOutput):
 
 
 def _token_for(user) -> dict:
-    return {"access_token": str(AccessToken.for_user(user)), "token_type": "bearer"}
+    return {"access_token": access_token_issue(user=user), "token_type": "bearer"}
 
 
 class RegisterInput(serializers.Serializer):
@@ -73,8 +83,9 @@ class RegisterInput(serializers.Serializer):
 @permission_classes([AllowAny])
 @throttle_classes([RegisterIPThrottle, RegisterAccountThrottle])
 def register(request):
-    """Create an account with the signup bonus and return an access token. A verification link
-    is mailed to the address (uploads wait for it when EMAIL_VERIFICATION is mandatory)."""
+    """Create an account and return an access token. A verification link is mailed to the address;
+    following it grants the signup bonus (once per address) and, when EMAIL_VERIFICATION is
+    mandatory, allows uploads. An address or username already taken is named (400)."""
     data = RegisterInput(data=request.data)
     data.is_valid(raise_exception=True)
     user = user_create(**data.validated_data)
@@ -99,17 +110,29 @@ class LoginInput(serializers.Serializer):
         return attrs
 
 
-@extend_schema(request=LoginInput, responses={200: TokenOutput}, tags=["auth"])
+@extend_schema(
+    request=LoginInput,
+    responses={
+        200: TokenOutput,
+        401: OpenApiResponse(description="Wrong credentials"),
+        429: OpenApiResponse(description="Too many failed logins from this address (Retry-After)"),
+    },
+    tags=["auth"],
+)
 @api_view(["POST"])
 @authentication_classes([])
 @permission_classes([AllowAny])
-@throttle_classes([LoginIPThrottle, LoginAccountThrottle])
+@throttle_classes([])
 def login(request):
-    """Exchange an email or username and a password for an access token."""
+    """Exchange an email or username and a password for an access token. Failed logins are
+    throttled per client address and per account from one address, as on the login page."""
     data = LoginInput(data=request.data)
     data.is_valid(raise_exception=True)
     identifier = data.validated_data.get("email") or data.validated_data["username"]
-    user = authenticate(request, username=identifier, password=data.validated_data["password"])
+    try:
+        user = user_authenticate(request=request._request, login=identifier, password=data.validated_data["password"])
+    except LoginThrottled as throttled:
+        raise exceptions.Throttled(wait=throttled.retry_after) from throttled
     if user is None:
         return Response(
             {"detail": INVALID_CREDENTIALS},
@@ -117,6 +140,23 @@ def login(request):
             headers={"WWW-Authenticate": 'Bearer realm="api"'},
         )
     return Response(_token_for(user))
+
+
+@extend_schema(
+    request=None,
+    responses={
+        204: OpenApiResponse(description="The token is logged out"),
+        401: OpenApiResponse(description="No token, or one already logged out, expired or ended"),
+    },
+    tags=["auth"],
+)
+@api_view(["POST"])
+@authentication_classes([RevocableJWTAuthentication])
+def logout(request):
+    """End the bearer token this request is sent with (other tokens of the account keep working;
+    changing the password ends them all)."""
+    token_revoke(token=request.auth)
+    return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class PreferencesInput(serializers.Serializer):

@@ -1,7 +1,15 @@
 """Reads about accounts that more than one app needs."""
 
+from decimal import Decimal
+
 from allauth.account.models import EmailAddress
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db.models import Exists
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+
+from accounts.models import RevokedToken
+from credits.models import CreditTransaction
 
 
 def user_email_verified(*, user) -> bool:
@@ -15,3 +23,26 @@ def user_needs_email_verification(*, user) -> bool:
     """True while EMAIL_VERIFICATION is mandatory and the user has no verified address: such
     accounts can log in and see their balance but cannot upload."""
     return settings.EMAIL_VERIFICATION == "mandatory" and not user_email_verified(user=user)
+
+
+def user_has_signup_bonus(*, user) -> bool:
+    return CreditTransaction.objects.filter(user_id=user.pk, kind=CreditTransaction.Kind.SIGNUP_BONUS).exists()
+
+
+def user_signup_bonus_pending(*, user) -> Decimal | None:
+    """The welcome credits this account gets once it verifies its address, or None: verified
+    already, bonus received, or no verification (EMAIL_VERIFICATION=none grants at sign-up).
+    Another account of the same mailbox may have had them; the confirmation then says so."""
+    if settings.EMAIL_VERIFICATION == "none" or settings.SIGNUP_BONUS_CREDITS <= 0 or not getattr(user, "pk", None):
+        return None
+    if user_email_verified(user=user) or user_has_signup_bonus(user=user):
+        return None
+    return settings.SIGNUP_BONUS_CREDITS
+
+
+def user_for_token(*, user_id, jti: str):
+    """The account an API token names, with `token_revoked`: whether that token was logged out.
+    One query, as every API request makes it; None for an account that is gone."""
+    revoked = RevokedToken.objects.filter(jti=jti)
+    users = get_user_model().objects.annotate(token_revoked=Exists(revoked))
+    return users.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first()

@@ -1,5 +1,6 @@
 import enum
 import logging
+from dataclasses import dataclass
 
 from allauth.account import signals as allauth_signals
 from allauth.account.adapter import get_adapter
@@ -7,12 +8,19 @@ from allauth.account.forms import ResetPasswordForm, default_token_generator
 from allauth.account.models import EmailAddress
 from allauth.account.utils import url_str_to_user_pk
 from allauth.core import ratelimit
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from credits.services import credits_grant_signup_bonus
+from accounts.email_identity import email_normalise
+from accounts.login_limits import TOO_MANY_LOGIN_ATTEMPTS, login_retry_after_seconds
+from accounts.models import RevokedToken
+from credits.services import LedgerPosting, credits_grant_signup_bonus
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +39,14 @@ def user_find_clashes(*, email: str, username: str) -> dict[str, str]:
 
 
 def user_save_new(*, user):
-    """Save an unsaved user and grant the signup bonus: every way of making an account ends here."""
+    """Save an unsaved user: every way of making an account ends here. The signup bonus waits for
+    a verified address (email_address_verify), except with EMAIL_VERIFICATION=none, where there
+    is no verification and it is granted now, still once per mailbox."""
     user.email = get_user_model().objects.normalize_email(user.email).lower()
     with transaction.atomic():
         user.save()
-        credits_grant_signup_bonus(user=user)
+        if settings.EMAIL_VERIFICATION == "none":
+            credits_grant_signup_bonus(user=user, normalised_email=email_normalise(user.email))
     user.refresh_from_db(fields=["credits"])
     return user
 
@@ -56,6 +67,28 @@ def user_create(*, email: str, username: str, password: str):
         # A concurrent sign-up took the name between the check and the insert.
         clashes = user_find_clashes(email=email, username=username)
         raise ValidationError(clashes or "Account could not be created.") from error
+
+
+class LoginThrottled(Exception):
+    def __init__(self, *, retry_after: int):
+        super().__init__(f"Too many login attempts; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def user_authenticate(*, request, login: str, password: str):
+    """The user with this email or username and password, or None; through allauth, so the API
+    and the login page share one count of failed logins (accounts.login_limits). Raises
+    LoginThrottled when this client has failed too often, whatever the password."""
+    if not ratelimit.consume(request, action="login"):  # every attempt, per address, as on the page
+        raise LoginThrottled(retry_after=login_retry_after_seconds("login"))
+    try:
+        user = get_adapter(request).authenticate(request, username=login, password=password)
+    except ValidationError as error:
+        if error.code == TOO_MANY_LOGIN_ATTEMPTS:
+            raise LoginThrottled(retry_after=login_retry_after_seconds()) from error
+        raise
+    # allauth hands back an inactive account with the right password (to show its page); not here.
+    return user if user is not None and user.is_active else None
 
 
 # --- email verification (allauth's EmailAddress and confirmation mails) ---------------------
@@ -91,6 +124,26 @@ def email_verification_send(*, request, user, signup: bool = False) -> Verificat
     return VerificationMail.SENT
 
 
+@dataclass(frozen=True)
+class AddressVerification:
+    verified: bool  # False: another account has this address verified already
+    bonus: LedgerPosting | None  # None: this account or this mailbox had its bonus already
+
+
+def email_address_verify(*, address: EmailAddress) -> AddressVerification:
+    """Every way an address gets verified ends here (the mailed link through the adapter, the
+    admin, a provider-verified address at a social login, the test factories): it marks the
+    address verified if it is not yet and grants the signup bonus, once per normalised address
+    (name+tag@ and, at gmail.com, dotted spellings are one mailbox) and once per account."""
+    with transaction.atomic():
+        if not address.verified:
+            if not address.set_verified(commit=False):
+                return AddressVerification(verified=False, bonus=None)
+            address.save(update_fields=["verified"])
+        bonus = credits_grant_signup_bonus(user=address.user, normalised_email=email_normalise(address.email))
+    return AddressVerification(verified=True, bonus=bonus)
+
+
 # --- password reset (allauth's tokens, so the mailed link opens allauth's page) --------------
 
 
@@ -123,6 +176,23 @@ def password_reset_confirm(*, request, uid: str, token: str, new_password: str):
     get_adapter(request).set_password(user, new_password)
     allauth_signals.password_reset.send(sender=user.__class__, request=request, user=user)
     return user
+
+
+# --- API tokens: a password change or reset and deactivation end them all (accounts.models.User
+# .token_version); logging out ends one, listed here until it would have expired anyway -----------
+
+
+def token_revoke(*, token) -> None:
+    """Log out one validated API token."""
+    RevokedToken.objects.get_or_create(
+        jti=token[jwt_settings.JTI_CLAIM], defaults={"expires_at": datetime_from_epoch(token["exp"])}
+    )
+
+
+def revoked_tokens_purge(*, now=None) -> int:
+    """Forget logged-out tokens that have expired (they are refused for that now); returns how many."""
+    deleted, _ = RevokedToken.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return deleted
 
 
 # --- notification preferences --------------------------------------------------------------

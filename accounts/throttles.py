@@ -1,9 +1,8 @@
-"""Throttles for the anonymous auth endpoints: one budget per client IP, one per account name."""
+"""Throttles for the anonymous auth endpoints: one budget per client IP, one per account name.
+Logins are limited by failures instead, as on the login page (accounts.login_limits)."""
 
 import hashlib
 
-from django.contrib.auth import get_user_model
-from django.db.models import Q
 from rest_framework.throttling import SimpleRateThrottle
 
 
@@ -20,28 +19,8 @@ class _PerAccountThrottle(SimpleRateThrottle):
         name = next((str(data[field]) for field in self.fields if data.get(field)), "")
         if not name:
             return None  # nothing to count against; validation will reject the request
-        ident = hashlib.sha256(self.account(name.strip().lower()).encode()).hexdigest()
+        ident = hashlib.sha256(name.strip().lower().encode()).hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": ident}
-
-    def account(self, name: str) -> str:
-        return name
-
-
-class LoginIPThrottle(_PerIPThrottle):
-    scope = "login_ip"
-
-
-class LoginAccountThrottle(_PerAccountThrottle):
-    scope = "login_account"
-    fields = ("email", "username")
-
-    def account(self, name: str) -> str:
-        # One budget per account, whether it is named by email or by username.
-        if "\x00" in name:
-            return name  # no account name holds NUL, and PostgreSQL refuses it in a query
-        users = get_user_model().objects.filter(Q(email__iexact=name) | Q(username__iexact=name))
-        user_id = users.values_list("pk", flat=True).first()
-        return f"user:{user_id}" if user_id else name
 
 
 class RegisterIPThrottle(_PerIPThrottle):

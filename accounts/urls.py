@@ -3,6 +3,8 @@ from django.urls import path
 from accounts import api, views
 
 urlpatterns = [
+    # Before allauth's own, which it wraps (429 with Retry-After when throttled).
+    path("login/", views.login),
     path("profile/", views.profile, name="profile"),
     path("verify-email/resend/", views.verify_email_resend, name="verify-email-resend"),
 ]
@@ -10,6 +12,7 @@ urlpatterns = [
 api_urlpatterns = [
     path("register", api.register, name="api-register"),
     path("login", api.login, name="api-login"),
+    path("logout", api.logout, name="api-logout"),
     path("me", api.me, name="api-me"),
     path("verify-email/resend", api.verify_email_resend, name="api-verify-email-resend"),
     path("password-reset", api.password_reset, name="api-password-reset"),

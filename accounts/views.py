@@ -1,3 +1,4 @@
+from allauth.account import views as allauth_views
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -5,8 +6,26 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts.forms import PreferencesForm
+from accounts.login_limits import TOO_MANY_LOGIN_ATTEMPTS, login_retry_after_seconds
 from accounts.selectors import user_email_verified
 from accounts.services import VerificationMail, email_verification_send, user_update_preferences
+
+
+def login(request):
+    """allauth's login page, answering 429 with Retry-After when this client has failed too often
+    (allauth shows the form again with its message, as a 200)."""
+    response = allauth_views.login(request)
+    form = (getattr(response, "context_data", None) or {}).get("form")
+    if form is not None and form.is_bound and _throttled(form):
+        response.status_code = 429
+        response["Retry-After"] = str(login_retry_after_seconds())
+    elif response.status_code == 429 and not response.has_header("Retry-After"):
+        response["Retry-After"] = str(login_retry_after_seconds("login"))
+    return response
+
+
+def _throttled(form) -> bool:
+    return any(error.code == TOO_MANY_LOGIN_ATTEMPTS for error in form.errors.as_data().get("__all__", []))
 
 
 @login_required

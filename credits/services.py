@@ -10,14 +10,15 @@ been spent. Lock order, everywhere: the user's row, then that user's Payment row
 takes a payment intent's advisory lock before both; a job's row comes before both too).
 """
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import F
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from credits.models import OPEN_SHORTFALL, CreditTransaction, Payment
@@ -144,16 +145,34 @@ def shortfall_repay(*, payment: Payment, amount: Decimal, reference: str, descri
     return posting
 
 
-def credits_grant_signup_bonus(*, user) -> LedgerPosting | None:
+def credits_grant_signup_bonus(*, user, normalised_email: str) -> LedgerPosting | None:
+    """The welcome bonus, once per mailbox (`normalised_email`, accounts.email_identity) and once
+    per account; None when either already had it. The reference is a hash of the address, so it
+    is unique whatever the address's length and does not spell it out."""
     if settings.SIGNUP_BONUS_CREDITS <= 0:
         return None
-    return ledger_append(
-        user_id=user.pk,
-        amount=settings.SIGNUP_BONUS_CREDITS,
-        kind=Kind.SIGNUP_BONUS,
-        description="Welcome bonus",
-        reference=f"user:{user.pk}",
-    )
+    reference = f"signup:{hashlib.sha256(normalised_email.encode()).hexdigest()}"
+    with transaction.atomic():
+        # Under the user's lock, so one account's verifications queue here; the unique
+        # (kind, reference) settles two accounts of one mailbox verified at the same moment.
+        get_user_model().objects.select_for_update().values_list("pk", flat=True).get(pk=user.pk)
+        bonuses = CreditTransaction.objects.filter(kind=Kind.SIGNUP_BONUS)
+        if bonuses.filter(Q(user_id=user.pk) | Q(reference=reference)).exists():
+            return None
+        try:
+            return ledger_append(
+                user_id=user.pk,
+                amount=settings.SIGNUP_BONUS_CREDITS,
+                kind=Kind.SIGNUP_BONUS,
+                description="Welcome bonus",
+                reference=reference,
+            )
+        except (IntegrityError, ValueError):
+            # Another account of this mailbox got it a moment earlier (the unique constraint, or
+            # ledger_append seeing its committed row); anything else is a real error.
+            if bonuses.filter(reference=reference).exclude(user_id=user.pk).exists():
+                return None
+            raise
 
 
 def credits_purchase_simulated(*, user, pack: CreditPack, idempotency_key: str = "") -> LedgerPosting:

@@ -73,6 +73,12 @@ def env_rate(name: str, default: str) -> str:
     return value
 
 
+def allauth_rate(rate: str, per: str) -> str:
+    """A DRF rate (10/minute) in allauth's notation (10/m/ip)."""
+    count, _, period = rate.partition("/")
+    return f"{count}/{period[0]}/{per}"
+
+
 def parse_credit_packs(name: str, default: str) -> list[dict]:
     """`id:credits:price,...`, e.g. `starter:5:1.00,standard:25:4.00`."""
     value = env_str(name, default)
@@ -213,8 +219,7 @@ ACCOUNT_LOGIN_METHODS = {"email", "username"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_PRESERVE_USERNAME_CASING = True
-# allauth sends the verification mail but lets people log in; uploads check EMAIL_VERIFICATION.
-ACCOUNT_EMAIL_VERIFICATION = "optional"
+# ACCOUNT_EMAIL_VERIFICATION and ACCOUNT_PREVENT_ENUMERATION follow EMAIL_VERIFICATION (Email, below).
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = ""
@@ -252,6 +257,10 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# 0: the client is REMOTE_ADDR; X-Forwarded-For is trusted only with proxies in front. DRF's
+# throttles and allauth's rate limits both take the client address from here.
+NUM_PROXIES = env_int("NUM_PROXIES", 0)
+ALLAUTH_TRUSTED_PROXY_COUNT = NUM_PROXIES
 
 # Credits.
 SIGNUP_BONUS_CREDITS = Decimal(env_int("SIGNUP_BONUS_CREDITS", 3))
@@ -261,8 +270,9 @@ CREDIT_CURRENCY = env_str("CREDIT_CURRENCY", "usd").lower()
 # API.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # JWT first, so an anonymous API call gets 401 with WWW-Authenticate: Bearer.
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # JWT first, so an anonymous API call gets 401 with WWW-Authenticate: Bearer. Tokens end
+        # early on logout, a password change or reset, and deactivation.
+        "accounts.authentication.RevocableJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -272,17 +282,22 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "demucs_service.api_errors.exception_handler",
-    # 0: the client is REMOTE_ADDR; X-Forwarded-For is trusted only with proxies in front.
-    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
-        "login_ip": env_rate("THROTTLE_LOGIN_IP", "20/minute"),
-        "login_account": env_rate("THROTTLE_LOGIN_ACCOUNT", "5/minute"),
         "register_ip": env_rate("THROTTLE_REGISTER_IP", "10/hour"),
         "register_account": env_rate("THROTTLE_REGISTER_ACCOUNT", "5/hour"),
         "password_reset_ip": env_rate("THROTTLE_PASSWORD_RESET_IP", "20/hour"),
         "password_reset_account": env_rate("THROTTLE_PASSWORD_RESET_ACCOUNT", "5/hour"),
         "upload": env_rate("THROTTLE_UPLOAD", "60/hour"),
     },
+}
+# Failed logins, on the login page and POST /api/auth/login alike (allauth's counters, keyed in
+# accounts.login_limits): per client address, and per account from one client address, so wrong
+# passwords from elsewhere never lock the owner out. Only failures count.
+THROTTLE_LOGIN_IP = env_rate("THROTTLE_LOGIN_IP", "20/minute")
+THROTTLE_LOGIN_ACCOUNT = env_rate("THROTTLE_LOGIN_ACCOUNT", "5/minute")
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": f"{allauth_rate(THROTTLE_LOGIN_IP, 'ip')},{allauth_rate(THROTTLE_LOGIN_ACCOUNT, 'key')}",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(days=env_int("JWT_ACCESS_TOKEN_DAYS", 30, minimum=1)),
@@ -413,6 +428,11 @@ SITE_URL = env_str("SITE_URL", "").rstrip("/")
 EMAIL_VERIFICATION = env_str("EMAIL_VERIFICATION", "optional" if DEBUG else "mandatory")
 if EMAIL_VERIFICATION not in {"none", "optional", "mandatory"}:
     raise ImproperlyConfigured(f"EMAIL_VERIFICATION must be none, optional or mandatory; got {EMAIL_VERIFICATION!r}")
+# allauth's "mandatory" makes a sign-up wait for the link, so the sign-up page answers a taken
+# address as it answers a new one (mailing its owner instead); logging in does not wait
+# (accounts.adapter), only uploads do. Otherwise allauth mails the link and lets people in.
+ACCOUNT_EMAIL_VERIFICATION = "mandatory" if EMAIL_VERIFICATION == "mandatory" else "optional"
+ACCOUNT_PREVENT_ENUMERATION = True
 
 # Payments: Stripe Checkout when STRIPE_SECRET_KEY is set; otherwise simulated purchases,
 # which are refused with DEBUG off unless PAYMENTS_SIMULATED=1.

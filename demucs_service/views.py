@@ -17,7 +17,15 @@ logger = logging.getLogger(__name__)
 
 
 def home(request):
-    return render(request, "home.html", {"packs": packs_list(), "signup_bonus": settings.SIGNUP_BONUS_CREDITS})
+    return render(
+        request,
+        "home.html",
+        {
+            "packs": packs_list(),
+            "signup_bonus": settings.SIGNUP_BONUS_CREDITS,
+            "bonus_on_verification": settings.EMAIL_VERIFICATION != "none",
+        },
+    )
 
 
 def healthz(request):

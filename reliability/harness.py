@@ -46,6 +46,8 @@ CLEARED_ENV = (
     "MAX_RUNNING_JOBS_PER_USER",
     "STORAGE_QUOTA_MB",
     "MAX_DURATION_MINUTES",
+    # Mail goes to the servers' logs, where the tokens row reads the password reset link.
+    "EMAIL_URL",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from reliability.scenarios import faults, free_rides, hostile, payments, reads, shortfall, uploads
+from reliability.scenarios import faults, free_rides, hostile, payments, reads, shortfall, tokens, uploads
 from reliability.scenarios.common import Row
 
 
@@ -44,7 +44,7 @@ CI = Sizes(
 
 
 def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> list[Row]:
-    """Every scenario, or those named in `only` (uploads, payments, shortfall, reads, hostile,
+    """Every scenario, or those named in `only` (uploads, payments, shortfall, reads, hostile, tokens,
     decoded_length, attempts, storage, fairness, refund_race, queue, sigkill, sigterm, sigterm_group,
     postgres)."""
     scenarios = [
@@ -56,6 +56,8 @@ def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> 
         ("shortfall", lambda: shortfall.run(stack, threads=sizes.shortfall_threads)),
         ("reads", lambda: reads.run(stack, seconds=sizes.load_seconds, clients=sizes.load_clients)),
         ("hostile", lambda: hostile.run(stack, max_upload_mb=sizes.max_upload_mb, job_timeout=sizes.job_timeout)),
+        # In both sizes: a handful of requests.
+        ("tokens", lambda: tokens.run(stack)),
         ("decoded_length", lambda: free_rides.decoded_length(stack, max_minutes=sizes.max_minutes)),
         ("attempts", lambda: free_rides.attempts_never_reused(stack, job_timeout=sizes.job_timeout)),
         (

@@ -7,9 +7,9 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
+from accounts.tokens import access_token_issue
 from tests import e2e
 from tests.audio import tone_bytes
 from tests.factories import UserFactory
@@ -40,7 +40,7 @@ def other_user(db):
 
 def bearer_client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_issue(user=user)}")
     return client
 
 

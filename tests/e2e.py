@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -314,4 +315,21 @@ def register(base_url: str, username: str) -> str:
         {"email": f"{username}@example.com", "username": username, "password": "a-long-e2e-password-42"},
     )
     assert reply.status == 201, reply.body
+    verify_by_mail(base_url, f"{username}@example.com")
     return reply.json()["access_token"]
+
+
+def verify_by_mail(base_url: str, email: str) -> None:
+    """Follows the verification link last mailed to `email` (the test mail outbox) on the live
+    server, as a browser does: the confirm page, then its form (which grants the signup bonus)."""
+    from django.core import mail
+
+    message = [message for message in mail.outbox if message.to == [email]][-1]
+    path = re.search(r"/accounts/confirm-email/[^\s\"<>]+/", message.body).group(0)
+    page = http("GET", f"{base_url}{path}")
+    cookie = page.headers["set-cookie"].split(";", 1)[0]  # the CSRF cookie
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.body.decode()).group(1)
+    form = urllib.parse.urlencode({"csrfmiddlewaretoken": token}).encode()
+    headers = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
+    confirmed = http("POST", f"{base_url}{path}", body=form, headers=headers)
+    assert confirmed.status in (200, 302), (confirmed.status, confirmed.body[:500])

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import SESSION_KEY
+from django.core import mail
 from django.test import Client
 
 from accounts.models import User
@@ -44,7 +45,8 @@ def test_it_shows_the_signup_fields(client):
         assert f'name="{field}"' in html
 
 
-def test_it_signs_up_logs_in_and_lands_on_the_dashboard_with_three_credits(client):
+def test_it_signs_up_logs_in_and_gets_three_credits_once_the_address_is_verified(client):
+    # EMAIL_VERIFICATION=optional, as in development; production is in test_signup_enumeration.py.
     response = client.post(
         "/accounts/signup/",
         {"email": "New.Person@Example.com", "username": "newperson", "password1": PASSWORD, "password2": PASSWORD},
@@ -54,8 +56,14 @@ def test_it_signs_up_logs_in_and_lands_on_the_dashboard_with_three_credits(clien
     assert response["Location"] == "/dashboard/"
     user = User.objects.get(username="newperson")
     assert user.email == "new.person@example.com"
-    assert user.credits == Decimal("3")
+    assert user.credits == Decimal("0")
     assert _logged_in_as(client) == user.pk
+    page = client.get("/credits/").content.decode()
+    assert _balance(page) == "0"
+    assert "get your 3 free credits" in page
+
+    link = re.search(r"/accounts/confirm-email/[^\s\"<>]+/", mail.outbox[0].body).group(0)
+    client.post(link)
 
     page = client.get("/credits/")
     assert page.status_code == 200

@@ -2,11 +2,13 @@
 qcluster worker: sign up, upload, watch the progress bar, play and download the stems."""
 
 import io
+import re
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from django.core import mail
 from playwright.sync_api import sync_playwright
 
 from tests import e2e
@@ -70,6 +72,12 @@ def test_it_signs_up_uploads_and_plays_the_stems_in_a_browser(live_server, clust
     page.wait_for_url(f"{base}/dashboard/")
     session = [cookie for cookie in page.context.cookies() if cookie["name"] == "sessionid"]
     assert session and session[0]["secure"], page.context.cookies()
+    assert page.get_by_test_id("balance").inner_text() == "0"  # the bonus waits for the address
+    link = re.search(r"/accounts/confirm-email/[^\s\"<>]+/", mail.outbox[-1].body).group(0)
+    page.goto(f"{base}{link}")
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_load_state()
+    page.goto(f"{base}/dashboard/")
     assert page.get_by_test_id("balance").inner_text() == "3"
 
     song = e2e.write_wav(tmp_path / "browser song.wav", SONG_SECONDS)

@@ -15,6 +15,9 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from accounts.services import email_address_verify
+from credits.models import CreditTransaction
+from credits.services import ledger_append
 from reliability.harness import free_port
 from separation.models import Job
 from tests.audio import tone_bytes
@@ -37,7 +40,20 @@ def song(name="song.wav"):
 
 @pytest.fixture
 def mandatory(settings):
+    # As DEBUG=0 has it: allauth's sign-ups wait for the link too (test_signup_enumeration.py).
     settings.EMAIL_VERIFICATION = "mandatory"
+    settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+
+
+@pytest.fixture
+def user(db):
+    """Accounts here have not followed their link yet (UserFactory verifies by default)."""
+    return UserFactory(email_verified=False)
+
+
+def verify(user):
+    """As following the mailed link does."""
+    email_address_verify(address=EmailAddress.objects.get(user=user))
 
 
 def bearer(client: APIClient, token: str) -> APIClient:
@@ -158,7 +174,7 @@ def test_an_unverified_account_logs_in_and_sees_its_balance_but_cannot_upload(ma
     assert "verify" in response.json()["detail"].lower()
     assert not Job.objects.exists()
     user.refresh_from_db()
-    assert user.credits == Decimal("3")
+    assert user.credits == Decimal("0")  # the signup bonus waits for the address too
 
 
 def test_a_verified_address_lifts_the_gate(mandatory, user):
@@ -170,7 +186,7 @@ def test_a_verified_address_lifts_the_gate(mandatory, user):
     )
     assert api_upload(client).status_code == 403
 
-    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    verify(user)
     response = api_upload(client)
 
     assert response.status_code == 202, response.content
@@ -180,6 +196,7 @@ def test_a_verified_address_lifts_the_gate(mandatory, user):
 @pytest.mark.parametrize("mode", ["optional", "none"])
 def test_there_is_no_gate_unless_verification_is_mandatory(settings, user, mode):
     settings.EMAIL_VERIFICATION = mode
+    ledger_append(user_id=user.pk, amount=Decimal("5"), kind=CreditTransaction.Kind.ADMIN_GRANT, description="x")
     client = bearer(
         APIClient(),
         APIClient()
@@ -224,7 +241,7 @@ def test_no_banner_once_verified_or_when_not_mandatory(settings, client, user):
 
     settings.EMAIL_VERIFICATION = "mandatory"
     assert BANNER in client.get("/dashboard/").content.decode()
-    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    verify(user)
     assert BANNER not in client.get("/dashboard/").content.decode()
     assert BANNER not in Client().get("/").content.decode()
 
@@ -305,6 +322,8 @@ def test_end_to_end_sign_up_verify_through_smtp_then_upload(mandatory, smtp_inbo
     settings.DEFAULT_FROM_EMAIL = "Stemsplit <noreply@stemsplit.test>"
 
     assert signup(client, email="e2e@example.com", username="e2e").status_code == 302
+    # A sign-up waits for the link, but an unverified account may log in (and not upload).
+    assert client.post("/accounts/login/", {"login": "e2e", "password": PASSWORD}).status_code == 302
     refused = client.post("/upload/", {"file": song(), "model": "demo"}, follow=True)
     assert "Verify your email address before uploading" in refused.content.decode()
 
@@ -327,7 +346,11 @@ def test_end_to_end_sign_up_verify_through_smtp_then_upload(mandatory, smtp_inbo
     assert BANNER not in client.get(f"/jobs/{job.pk}/").content.decode()
 
 
-def test_factory_users_start_unverified(user):
-    # The gate tests above rely on this: accounts made outside allauth have no verified address.
+def test_factory_users_are_verified_with_their_bonus_unless_asked_otherwise(user):
+    # The tests above ask for unverified accounts; everywhere else they come as after the link.
     assert not verified(user)
-    assert UserFactory().email_on_job_finished is True
+    assert user.credits == 0
+    made = UserFactory()
+    assert verified(made)
+    assert made.credits == Decimal("3")
+    assert made.email_on_job_finished is True

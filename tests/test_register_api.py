@@ -1,11 +1,14 @@
-"""POST /api/auth/register: an account, its signup bonus and a bearer token."""
+"""POST /api/auth/register: an account and a bearer token; its signup bonus comes with the verified
+address (test_signup_bonus_once.py)."""
 
 from decimal import Decimal
 
 import pytest
+from allauth.account.models import EmailAddress
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
+from accounts.services import email_address_verify
 from credits.models import CreditTransaction
 from tests.conftest import bearer_client
 from tests.factories import PASSWORD, UserFactory
@@ -37,7 +40,8 @@ def test_it_creates_an_account_and_returns_a_bearer_token(api_client):
     assert body["user"]["id"] == user.pk
     assert body["user"]["email"] == "newcomer@example.com"
     assert body["user"]["username"] == "newcomer"
-    assert body["user"]["credits"] == "3.00"
+    assert body["user"]["credits"] == "0.00"
+    assert body["user"]["signup_bonus_pending"] == "3.00"
     assert AccessToken(body["access_token"])["user_id"] in (user.pk, str(user.pk))
     assert user.check_password(PASSWORD)
 
@@ -50,13 +54,17 @@ def test_it_returns_a_token_that_authenticates_the_new_user(api_client):
 
     assert response.status_code == 200
     assert response.json()["username"] == "newcomer"
-    assert response.json()["credits"] == "3.00"
+    assert response.json()["credits"] == "0.00"
 
 
-def test_it_grants_three_credits_as_exactly_one_signup_bonus_row(api_client):
+def test_it_grants_three_credits_as_exactly_one_signup_bonus_row_once_the_address_is_verified(api_client):
     _register(api_client)
-
     user = User.objects.get(username="newcomer")
+    assert not CreditTransaction.objects.filter(user=user).exists()
+
+    email_address_verify(address=EmailAddress.objects.get(user=user))
+
+    user.refresh_from_db()
     assert user.credits == Decimal("3.00")
     rows = list(CreditTransaction.objects.filter(user=user))
     assert len(rows) == 1
@@ -213,7 +221,7 @@ def test_it_rejects_registering_the_same_account_twice(api_client):
     assert response.status_code == 400
     assert {"email", "username"} <= set(response.json()["errors"])
     assert User.objects.count() == 1
-    assert CreditTransaction.objects.filter(kind=CreditTransaction.Kind.SIGNUP_BONUS).count() == 1
+    assert not CreditTransaction.objects.exists()
 
 
 def test_it_does_not_need_or_use_a_bearer_token(api_client, user):

@@ -104,9 +104,9 @@ import json
 from django.conf import settings
 from django.core.cache import cache
 from django.test import RequestFactory
-from accounts.throttles import LoginIPThrottle
-request = RequestFactory().post("/api/auth/login", REMOTE_ADDR="203.0.113.9")
-results = [LoginIPThrottle().allow_request(request, None) for _ in range({attempts})]
+from accounts.throttles import RegisterIPThrottle
+request = RequestFactory().post("/api/auth/register", REMOTE_ADDR="203.0.113.9")
+results = [RegisterIPThrottle().allow_request(request, None) for _ in range({attempts})]
 print(json.dumps({{"backend": settings.CACHES["default"]["BACKEND"], "allowed": results}}))
 """
 
@@ -127,7 +127,7 @@ def run_in_process(attempts: int, env: dict[str, str]) -> dict:
 
 def test_with_redis_url_the_cache_is_redis_and_throttles_count_across_processes(redis_db):
     env = {key: value for key, value in os.environ.items() if key not in ("DJANGO_SETTINGS_MODULE",)}
-    env.update(REDIS_URL=REDIS_URL, THROTTLE_LOGIN_IP="3/minute", DEBUG="0", SECRET_KEY="scale-out-test-key")
+    env.update(REDIS_URL=REDIS_URL, THROTTLE_REGISTER_IP="3/minute", DEBUG="0", SECRET_KEY="scale-out-test-key")
 
     first = run_in_process(2, env)
     second = run_in_process(2, env)
@@ -136,7 +136,7 @@ def test_with_redis_url_the_cache_is_redis_and_throttles_count_across_processes(
     assert first["allowed"] == [True, True]
     # Another process sees the first one's two requests: one more is allowed, then it is throttled.
     assert second["allowed"] == [True, False]
-    assert any(b"throttle_login_ip" in key for key in redis_db.keys("*"))
+    assert any(b"throttle_register_ip" in key for key in redis_db.keys("*"))
 
     # Without REDIS_URL each process counts on its own (the local-memory cache).
     env.pop("REDIS_URL")

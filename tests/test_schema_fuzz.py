@@ -14,10 +14,10 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework_simplejwt.tokens import AccessToken
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from accounts.tokens import access_token_issue
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
@@ -51,7 +51,7 @@ def token(db, demo_model, settings, _keep_the_test_connection):
     settings.EMAIL_VERIFICATION = "none"
     user = UserFactory()
     make_job(user)  # something for the job list and the history to show
-    return str(AccessToken.for_user(user))
+    return access_token_issue(user=user)
 
 
 @schema.parametrize()

@@ -1,14 +1,18 @@
-"""Every way of making an account grants the signup bonus exactly once, as a signup_bonus ledger row."""
+"""Every way of making an account gets the signup bonus exactly once, as a signup_bonus ledger row,
+when its address is verified (at creation with EMAIL_VERIFICATION=none). The bonus is once per
+mailbox too: test_signup_bonus_once.py."""
 
 import io
 from decimal import Decimal
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import User
+from accounts.services import email_address_verify
 from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
 from tests.factories import PASSWORD, UserFactory
@@ -16,6 +20,16 @@ from tests.factories import PASSWORD, UserFactory
 pytestmark = pytest.mark.django_db
 
 BONUS = Decimal("3.00")
+
+
+def _assert_no_bonus_until_verified_then_once(user):
+    """The account has nothing; its address verified (as the link or an operator does), it has the
+    bonus once, however often it is verified."""
+    assert not CreditTransaction.objects.filter(user=user).exists()
+    address, _ = EmailAddress.objects.get_or_create(user=user, email=user.email, defaults={"primary": True})
+    email_address_verify(address=address)
+    email_address_verify(address=address)
+    _assert_bonus_granted_once(user)
 
 
 def _assert_bonus_granted_once(user):
@@ -37,7 +51,7 @@ def test_it_grants_the_bonus_through_the_register_api(api_client):
     )
 
     assert response.status_code == 201, response.content
-    _assert_bonus_granted_once(User.objects.get(username="apiuser"))
+    _assert_no_bonus_until_verified_then_once(User.objects.get(username="apiuser"))
 
 
 def test_it_grants_the_bonus_through_the_signup_page():
@@ -51,7 +65,7 @@ def test_it_grants_the_bonus_through_the_signup_page():
     user = User.objects.get(username="pageuser")
     assert user.email == "page@example.com"
     assert user.check_password(PASSWORD)
-    _assert_bonus_granted_once(user)
+    _assert_no_bonus_until_verified_then_once(user)
 
 
 def test_it_grants_no_bonus_when_the_signup_page_rejects_the_form():
@@ -89,29 +103,46 @@ def test_it_grants_the_bonus_through_createsuperuser(monkeypatch):
     assert user.is_superuser and user.is_staff
     assert user.email == "root@example.com"
     assert user.check_password(PASSWORD)
-    _assert_bonus_granted_once(user)
+    _assert_no_bonus_until_verified_then_once(user)
 
 
 def test_it_grants_the_bonus_through_create_user():
     user = User.objects.create_user(username="plain", email="plain@example.com", password=PASSWORD)
 
-    assert user.credits == BONUS
+    assert user.credits == 0
     assert user.check_password(PASSWORD)
-    _assert_bonus_granted_once(user)
+    _assert_no_bonus_until_verified_then_once(user)
 
 
 def test_it_grants_the_bonus_through_create_superuser():
     user = User.objects.create_superuser(username="boss", email="boss@example.com", password=PASSWORD)
 
-    _assert_bonus_granted_once(user)
+    _assert_no_bonus_until_verified_then_once(user)
 
 
 def test_it_grants_the_bonus_through_the_factory():
     _assert_bonus_granted_once(UserFactory())
 
 
+def test_it_grants_the_bonus_at_creation_on_every_path_without_verification(settings, api_client, monkeypatch):
+    settings.EMAIL_VERIFICATION = "none"
+    api_client.post(
+        "/api/auth/register", {"email": "a@example.com", "username": "a", "password": PASSWORD}, format="json"
+    )
+    Client().post(
+        "/accounts/signup/",
+        {"email": "b@example.com", "username": "b", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    call_command("createsuperuser", interactive=False, username="c", email="c@example.com", stdout=io.StringIO())
+    User.objects.create_user(username="d", email="d@example.com", password=PASSWORD)
+
+    for user in User.objects.all():
+        _assert_bonus_granted_once(user)
+
+
 def test_it_grants_the_bonus_through_the_admin_add_user_form():
-    admin = User.objects.create_superuser(username="admin", email="admin@example.com", password=PASSWORD)
+    admin = UserFactory(username="admin", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(admin)
     page = client.get("/admin/accounts/user/add/")
@@ -136,12 +167,12 @@ def test_it_grants_the_bonus_through_the_admin_add_user_form():
     user = User.objects.get(username="staffmade")
     assert user.email == "staffmade@example.com"
     assert user.check_password(PASSWORD)
-    _assert_bonus_granted_once(user)
+    _assert_no_bonus_until_verified_then_once(user)
     _assert_bonus_granted_once(admin)
 
 
 def test_it_does_not_grant_a_second_bonus_when_the_admin_edits_a_user(user):
-    admin = User.objects.create_superuser(username="admin", email="admin@example.com", password=PASSWORD)
+    admin = UserFactory(username="admin", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(admin)
     page = client.get(f"/admin/accounts/user/{user.pk}/change/")
@@ -177,6 +208,10 @@ def test_it_keeps_the_ledger_consistent_across_all_paths_together(api_client, mo
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
     call_command("createsuperuser", interactive=False, username="c", email="c@example.com", stdout=io.StringIO())
     User.objects.create_user(username="d", email="d@example.com", password=PASSWORD)
+
+    assert not CreditTransaction.objects.exists()
+    for user in User.objects.all():
+        _assert_no_bonus_until_verified_then_once(user)
 
     assert User.objects.count() == 4
     assert CreditTransaction.objects.filter(kind=CreditTransaction.Kind.SIGNUP_BONUS).count() == 4

@@ -24,13 +24,14 @@ class Row:
 
 
 def make_user(prefix: str, credits: Decimal | int = 3):
-    """A user made the way the product makes them (signup bonus of 3 in the ledger), topped up
-    through the ledger service to `credits`; returns (user, bearer token)."""
+    """A user made the way the product makes them: saved by user_save_new, its address verified
+    through email_address_verify as following the mailed link does (which grants the signup bonus
+    of 3), topped up through the ledger service to `credits`; returns (user, bearer token)."""
     from allauth.account.models import EmailAddress
-    from rest_framework_simplejwt.tokens import AccessToken
 
     from accounts.models import User
-    from accounts.services import user_save_new
+    from accounts.services import email_address_verify, user_save_new
+    from accounts.tokens import access_token_issue
     from credits.models import CreditTransaction
     from credits.services import ledger_append
 
@@ -38,8 +39,8 @@ def make_user(prefix: str, credits: Decimal | int = 3):
     user = User(username=name, email=f"{name}@example.com")
     user.set_unusable_password()
     user = user_save_new(user=user)
-    # Verified, as after following the mail link (EMAIL_VERIFICATION is mandatory with DEBUG off).
-    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    address = EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
+    email_address_verify(address=address)
     user.refresh_from_db()
     extra = Decimal(credits) - user.credits
     if extra > 0:
@@ -52,7 +53,7 @@ def make_user(prefix: str, credits: Decimal | int = 3):
         )
         user.refresh_from_db()
     assert user.credits == Decimal(credits), (user.credits, credits)
-    return user, str(AccessToken.for_user(user))
+    return user, access_token_issue(user=user)
 
 
 def balance(user) -> Decimal:
