@@ -329,5 +329,7 @@ def test_it_schedules_the_reaper_every_minute_and_the_cleanup_hourly_on_the_main
     assert (cleanup.schedule_type, cleanup.repeats) == (Schedule.HOURLY, -1)
     assert reaper.cluster == cleanup.cluster == settings.MAINTENANCE_CLUSTER
     assert Schedule.objects.filter(func__startswith="separation.").count() == 2
+    purge = Schedule.objects.get(func="accounts.tasks.revoked_tokens_purge")
+    assert (purge.schedule_type, purge.cluster) == (Schedule.DAILY, settings.MAINTENANCE_CLUSTER)
     assert import_string(reaper.func)() == NOTHING
     assert import_string(cleanup.func)() == {"expired": 0, "orphans": 0}
