@@ -168,6 +168,9 @@ class Stack:
     def get(self, path: str, token: str) -> Reply:
         return http("GET", self.url(path), headers=self.auth(token))
 
+    def delete(self, path: str, token: str) -> Reply:
+        return http("DELETE", self.url(path), headers=self.auth(token))
+
     def upload(self, token: str, filename: str, data: bytes, **fields: str) -> Reply:
         body, content_type = multipart(fields, [("file", filename, data, "application/octet-stream")])
         return http(

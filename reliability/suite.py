@@ -19,7 +19,7 @@ class Sizes:
     max_upload_mb: int = 5
     # The longest song; the row on headers that lie about length uploads one minute more.
     max_minutes: int = 15
-    storage_quota_mb: int = 256
+    storage_quota_mb: int = 4096
     job_timeout: float = 900
     refund_rounds: int = 30
     shortfall_threads: int = 8  # concurrent uploads and cancels of the disputed customer

@@ -29,11 +29,11 @@ def tones(seconds: float, samplerate: int = 44100, channels: int = 2, seed: int 
     return np.stack(columns, axis=1).astype(np.float32)
 
 
-def encode(data: np.ndarray, samplerate: int, fmt: str = "wav") -> bytes:
+def encode(data: np.ndarray, samplerate: int, fmt: str = "wav", mp3_kbps: int = 192) -> bytes:
     """(frames, channels) float samples as the bytes of a `fmt` file (wav and flac 16-bit)."""
     if fmt == "mp3":
         encoder = lameenc.Encoder()
-        encoder.set_bit_rate(192)
+        encoder.set_bit_rate(mp3_kbps)
         encoder.set_in_sample_rate(samplerate)
         encoder.set_channels(data.shape[1])
         encoder.set_quality(7)
@@ -58,8 +58,10 @@ def write_audio(path: Path, data: np.ndarray, samplerate: int) -> Path:
     return path
 
 
-def tone_bytes(seconds: float = 2.0, samplerate: int = 44100, channels: int = 2, fmt: str = "wav") -> bytes:
-    return encode(tones(seconds, samplerate, channels), samplerate, fmt)
+def tone_bytes(
+    seconds: float = 2.0, samplerate: int = 44100, channels: int = 2, fmt: str = "wav", mp3_kbps: int = 192
+) -> bytes:
+    return encode(tones(seconds, samplerate, channels), samplerate, fmt, mp3_kbps)
 
 
 def make_song(folder: Path, name="song.wav", seconds=2.0, samplerate=44100, channels=2) -> Path:
@@ -79,14 +81,33 @@ def files_under(folder: Path) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
 
 
-def mp3_with_xing_frames(mp3: bytes, claimed_frames: int) -> bytes:
-    """`mp3` behind a first frame whose Xing tag claims `claimed_frames` MPEG frames (1152 samples
-    each): what decoders read the duration from, whatever follows. 44.1 kHz, 128 kbps, MPEG-1."""
+MP3_BITRATES_KBPS = {
+    "1": (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    "2": (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+MP3_SAMPLERATES = {0b11: (44100, 48000, 32000), 0b10: (22050, 24000, 16000), 0b00: (11025, 12000, 8000)}
+
+
+def mp3_claiming_seconds(mp3: bytes, seconds: float) -> bytes:
+    """`mp3` (layer III, as lameenc writes it) behind a first frame whose Xing tag says it holds
+    `seconds` of audio: the frame count decoders take the duration from, whatever follows. The
+    tag frame has the stream's own MPEG version, rate, bitrate and channel mode."""
     import struct
 
-    frame = bytearray(417)  # 144 * 128000 / 44100
-    frame[:4] = bytes([0xFF, 0xFB, 0x90, 0x00])  # sync, MPEG-1 layer III, 128 kbps, 44.1 kHz, stereo
-    frame[36:48] = b"Xing" + struct.pack(">II", 1, claimed_frames)  # after the 32-byte side info
+    header = mp3[:4]
+    assert header[0] == 0xFF and header[1] & 0xE0 == 0xE0, "not an MPEG audio frame"
+    version = (header[1] >> 3) & 0b11
+    mpeg1 = version == 0b11
+    bitrate = MP3_BITRATES_KBPS["1" if mpeg1 else "2"][header[2] >> 4] * 1000
+    samplerate = MP3_SAMPLERATES[version][(header[2] >> 2) & 0b11]
+    mono = header[3] >> 6 == 0b11
+    side_info = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    samples_per_frame = 1152 if mpeg1 else 576
+    length = (144 if mpeg1 else 72) * bitrate // samplerate
+    frame = bytearray(length)
+    frame[:4] = bytes([header[0], header[1] | 0x01, header[2] & ~0x02 & 0xFF, header[3]])  # no CRC, no padding
+    frames = round(seconds * samplerate / samples_per_frame)
+    frame[4 + side_info : 4 + side_info + 12] = b"Xing" + struct.pack(">II", 1, frames)
     return bytes(frame) + mp3
 
 

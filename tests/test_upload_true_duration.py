@@ -9,25 +9,19 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from separation.models import Job
 from separation.tasks import separate_next_job
-from tests.audio import flac_claiming_samples, mp3_with_xing_frames, tone_bytes
+from tests.audio import flac_claiming_samples, mp3_claiming_seconds, tone_bytes
 from tests.conftest import balance
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
-
-MP3_FRAME = 1152
 
 
 def post(client, content: bytes, name: str):
     return client.post("/api/upload", {"file": SimpleUploadedFile(name, content)}, format="multipart")
 
 
-def frames_for(seconds: float) -> int:
-    return round(seconds * 44100 / MP3_FRAME)
-
-
 @pytest.fixture(scope="module")
 def eleven_minutes_claiming_two_seconds() -> bytes:
-    return mp3_with_xing_frames(tone_bytes(11 * 60.0, fmt="mp3"), frames_for(2.0))
+    return mp3_claiming_seconds(tone_bytes(11 * 60.0, fmt="mp3"), 2.0)
 
 
 def test_it_charges_an_mp3_by_its_decoded_length_not_its_xing_header(
@@ -44,7 +38,7 @@ def test_it_charges_an_mp3_by_its_decoded_length_not_its_xing_header(
 
 def test_it_refuses_an_mp3_longer_than_the_limit_whatever_its_header_claims(user, user_client, settings, media):
     settings.MAX_DURATION_MINUTES = 1
-    song = mp3_with_xing_frames(tone_bytes(75.0, fmt="mp3"), frames_for(2.0))
+    song = mp3_claiming_seconds(tone_bytes(75.0, fmt="mp3"), 2.0)
 
     response = post(user_client, song, "liar.mp3")
 
@@ -80,7 +74,7 @@ def test_it_refuses_a_flac_that_cannot_be_read_past_what_its_streaminfo_claims(u
 
 
 def test_the_worker_separates_what_was_measured_and_charged(user, user_client, settings):
-    song = mp3_with_xing_frames(tone_bytes(20.0, fmt="mp3"), frames_for(2.0))
+    song = mp3_claiming_seconds(tone_bytes(20.0, fmt="mp3"), 2.0)
     assert post(user_client, song, "liar.mp3").status_code == 202
 
     separate_next_job()

@@ -11,13 +11,7 @@ import time
 from reliability.harness import wait_until
 from reliability.scenarios.common import Row, audit_ledger, balance, make_user, song
 from reliability.scenarios.faults import _job, reap, start_qcluster, wait_mid_job
-from tests.audio import encode, mp3_with_xing_frames, tone_bytes
-
-MP3_FRAME = 1152
-
-
-def _frames(seconds: float) -> int:
-    return round(seconds * 44100 / MP3_FRAME)
+from tests.audio import encode, mp3_claiming_seconds, tone_bytes
 
 
 def decoded_length(stack, *, max_minutes: int) -> Row:
@@ -26,12 +20,14 @@ def decoded_length(stack, *, max_minutes: int) -> Row:
     started = time.monotonic()
     problems = []
     user, token = make_user("liar", 10)
-    eleven = mp3_with_xing_frames(tone_bytes(11 * 60.0, fmt="mp3"), _frames(2.0))
+    eleven = mp3_claiming_seconds(tone_bytes(11 * 60.0, fmt="mp3", mp3_kbps=32), 2.0)
     reply = stack.upload(token, "eleven minutes.mp3", eleven)
     cost = reply.json().get("cost") if reply.status == 202 else None
     if reply.status != 202 or cost != "2.00":
         problems.append(f"11-minute MP3 claiming 2 s: {reply.status}, cost {cost} (expected 202, 2.00)")
-    over = mp3_with_xing_frames(tone_bytes((max_minutes + 1) * 60.0, fmt="mp3"), _frames(2.0))
+    else:
+        stack.delete(f"/api/job/{reply.json()['job_id']}", token)  # the price was the point; spare the workers
+    over = mp3_claiming_seconds(tone_bytes((max_minutes + 1) * 60.0, fmt="mp3", mp3_kbps=32), 2.0)
     refused = stack.upload(token, "too long.mp3", over)
     if refused.status != 400:
         problems.append(
@@ -43,16 +39,22 @@ def decoded_length(stack, *, max_minutes: int) -> Row:
     figure = (
         f"11-minute MP3 whose Xing header claims 2 s: {reply.status}, charged {cost} credits; "
         f"{max_minutes + 1}-minute one over the {max_minutes}-minute limit: {refused.status}; "
-        f"balance {balance(user)} of 10; audit {'clean' if clean else 'BROKEN'}"
+        f"(cancelled, refunded): balance {balance(user)} of 10; audit {'clean' if clean else 'BROKEN'}"
     )
     return Row(name, figure, not problems, time.monotonic() - started, tuple(problems))
+
+
+def _in_stack(stack, code: str) -> str:
+    """Python run by `manage.py shell` with the servers' settings; the last line it printed."""
+    result = stack.manage("shell", "-c", code)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-800:])
+    return result.stdout.strip().splitlines()[-1]
 
 
 def attempts_never_reused(stack, *, job_timeout: float) -> Row:
     """3. A run that stalls (SIGSTOP, not dead) is failed and an operator requeues the job; the retry
     completes; then the stalled run wakes up. It must not touch the retry's files."""
-    from separation.services import job_fail, job_requeue
-
     name = "Attempts never reused"
     started = time.monotonic()
     problems = []
@@ -68,8 +70,16 @@ def attempts_never_reused(stack, *, job_timeout: float) -> Row:
     try:
         time.sleep(12)  # the heartbeat goes stale
         reap(stack)  # taken for dead: requeued for attempt 2 (no worker runs it: the only one is stopped)
-        job_fail(job_id=job_id, error="Failed by the reliability suite after its worker stalled.")
-        requeued = job_requeue(job=_job(job_id))  # the operator's free retry
+        # Then failed, and the operator's free retry (services run in the servers' environment: their MEDIA_ROOT).
+        requeued = (
+            _in_stack(
+                stack,
+                "from separation.models import Job; from separation.services import job_fail, job_requeue; "
+                f"job_fail(job_id='{job_id}', error='Failed by the reliability suite after its worker stalled.'); "
+                f"print(job_requeue(job=Job.objects.get(pk='{job_id}')))",
+            )
+            == "True"
+        )
         start_qcluster(stack, "qcluster-retry")  # the stalled cluster stays in the group below
         wait_until(lambda: _job(job_id).status in ("COMPLETED", "FAILED"), timeout=job_timeout, message="the retry")
     finally:
@@ -117,22 +127,26 @@ def storage_bounded(stack, *, quota_mb: int, job_timeout: float) -> Row:
     bound = len(flac) + 4 * seconds * 44100 * 2 * 2 * 1.1  # four 16-bit stereo stems at 44.1 kHz, +10%
     if job.status != "COMPLETED" or kept > bound:
         problems.append(f"job {job.status}, {kept} bytes kept (bound {bound:.0f})")
-    refused = 0
-    big = song(120.0)
-    for index in range(quota_mb * 1024 * 1024 // len(big) + 20):
-        answer = stack.upload(token, f"fill {index}.wav", big)
+    refused_at = None
+    fillers = []
+    filler = tone_bytes(600.0, fmt="mp3", mp3_kbps=32)  # 2.4 MB at 16 kHz, about 600 MB while it runs
+    for index in range(quota_mb // 200 + 5):
+        answer = stack.upload(token, f"fill {index}.wav", filler)
         if answer.status == 409:
-            refused += 1
+            refused_at = index + 1
             break
         if answer.status != 202:
             problems.append(f"filling the quota: upload answered {answer.status}")
             break
-    if not refused:
+        fillers.append(answer.json()["job_id"])
+    for job_id in fillers:  # cancelled (and refunded): the row needs their bytes, not their stems
+        stack.delete(f"/api/job/{job_id}", token)
+    if refused_at is None:
         problems.append(f"no upload was refused by the {quota_mb} MB quota")
     figure = (
         f"{seconds} s of 384 kHz silence in a {len(flac) / 1024:.0f} KB FLAC: {job.status}, kept "
         f"{kept / 1e6:.1f} MB (bound {bound / 1e6:.1f} MB, was 8x the 44.1 kHz size plus a stored zip); "
-        f"{quota_mb} MB quota: upload {index + 1} answered 409"
+        f"{quota_mb} MB quota: filler upload {refused_at} answered 409"
     )
     return Row(name, figure, not problems, time.monotonic() - started, tuple(problems))
 
@@ -144,8 +158,9 @@ def fair_queue(stack, *, job_timeout: float) -> Row:
     problems = []
     a, a_token = make_user("batch", 5)
     b, b_token = make_user("single", 3)
-    a_jobs = [stack.upload(a_token, f"a{index}.wav", song(30.0)).json()["job_id"] for index in range(5)]
-    b_job = stack.upload(b_token, "b.wav", song(5.0)).json()["job_id"]
+    clip = song(30.0, samplerate=22050, channels=1)
+    a_jobs = [stack.upload(a_token, f"a{index}.wav", clip).json()["job_id"] for index in range(5)]
+    b_job = stack.upload(b_token, "b.wav", song(5.0, samplerate=22050, channels=1)).json()["job_id"]
     ids = [*a_jobs, b_job]
     wait_until(
         lambda: all(_job(job_id).status in ("COMPLETED", "FAILED") for job_id in ids),
@@ -166,7 +181,7 @@ def fair_queue(stack, *, job_timeout: float) -> Row:
         problems.append(f"B's clip started after {a_before} of A's jobs; A ran {overlap} at once (limit {limit})")
     figure = (
         f"A queued 5 x 30 s, then B a 5 s clip ({stack.env.get('SEPARATION_WORKERS')} workers, "
-        f"{limit} per user): B's clip started {b_place}{'st' if b_place == 1 else 'th'} "
-        f"after waiting {waited:.1f} s; A ran at most {overlap} at once"
+        f"{limit} per user): B's clip was job {b_place} of 6 to start, after waiting {waited:.1f} s; "
+        f"A ran at most {overlap} at once"
     )
     return Row(name, figure, not problems, time.monotonic() - started, tuple(problems))
