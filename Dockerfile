@@ -40,5 +40,5 @@ USER app
 VOLUME ["/data/media", "/data/models"]
 EXPOSE 8000
 
-# WEB_WORKERS gunicorn processes of 4 threads each; `exec` so gunicorn gets the stop signal.
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn demucs_service.wsgi --bind 0.0.0.0:8000 --workers ${WEB_WORKERS:-3} --threads 4 --timeout 120 --access-logfile -"]
+# gunicorn.conf.py: WEB_WORKERS processes of WEB_THREADS threads; `exec` so gunicorn gets the stop signal.
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn demucs_service.wsgi --bind 0.0.0.0:8000"]

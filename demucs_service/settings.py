@@ -343,6 +343,11 @@ DEMUCS_SHIFTS = env_int("DEMUCS_SHIFTS", 1)
 DEMUCS_OVERLAP = env_float("DEMUCS_OVERLAP", 0.25, minimum=0.0, maximum=0.9)
 DEMUCS_SEGMENT = env_float("DEMUCS_SEGMENT", None, minimum=1.0, maximum=600.0)
 MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 500, minimum=1)
+# A request body that stops for UPLOAD_STALL_SECONDS, or averages under UPLOAD_MIN_KBPS once
+# UPLOAD_GRACE_SECONDS have passed, is cut (demucs_service/slow_clients.py).
+UPLOAD_STALL_SECONDS = env_int("UPLOAD_STALL_SECONDS", 30, minimum=1)
+UPLOAD_MIN_KBPS = env_int("UPLOAD_MIN_KBPS", 16, minimum=0)
+UPLOAD_GRACE_SECONDS = env_int("UPLOAD_GRACE_SECONDS", 30, minimum=0)
 # The engine streams: a worker's memory does not grow with the track, its disk does (about 5 GB
 # of temporary files per hour of stereo audio while a 4-stem job runs) and so does its time.
 MAX_DURATION_MINUTES = env_int("MAX_DURATION_MINUTES", 120, minimum=1)

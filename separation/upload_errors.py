@@ -117,6 +117,15 @@ class IdempotencyKeyReused(UploadRefused):
         )
 
 
+class UploadTooSlow(UploadRefused):
+    """The body stalled or came in slower than UPLOAD_MIN_KBPS (demucs_service/slow_clients.py)."""
+
+    code = "upload_too_slow"
+
+    def __init__(self):
+        super().__init__("The upload was too slow and was stopped. Please try again on a faster connection.")
+
+
 class QueueUnavailable(UploadRefused):
     """The task queue could not take the job; it was failed and refunded."""
 
@@ -139,6 +148,7 @@ STATUS = {
     IdempotencyKeyReused: 409,
     UploadsThrottled: 429,
     QueueUnavailable: 503,
+    UploadTooSlow: 408,
     ServerStorageFull: 507,
 }
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import UnreadablePostError
 from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.selectors import user_needs_email_verification
@@ -29,6 +30,7 @@ from separation.upload_errors import (
     ServerStorageFull,
     UploadRefused,
     UploadsThrottled,
+    UploadTooSlow,
     amount,
 )
 
@@ -153,6 +155,9 @@ def upload_request_read(request, *, read_fields):
         raise file_too_large()  # before a byte of the body is read
     try:
         fields = read_fields()
+    except UnreadablePostError as error:  # cut by the slow-client guard (or the client went away)
+        _close_partial_files(request)
+        raise UploadTooSlow() from error
     except OSError as error:
         if error.errno in DISK_FULL:
             _close_partial_files(request)
