@@ -1,7 +1,7 @@
 # One image for the web server and the separation workers.
 #
-#   docker build -t stemsplit .                      # CPU torch (the default)
-#   docker build -t stemsplit:cuda \
+#   docker build -t stemfold .                      # CPU torch (the default)
+#   docker build -t stemfold:cuda \
 #       --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .   # CUDA torch
 #
 # The default command migrates the database and starts gunicorn (the web service);

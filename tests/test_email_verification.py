@@ -319,7 +319,7 @@ def smtp_inbox(settings):
 
 
 def test_end_to_end_sign_up_verify_through_smtp_then_upload(mandatory, smtp_inbox, client, settings):
-    settings.DEFAULT_FROM_EMAIL = "Stemsplit <noreply@stemsplit.test>"
+    settings.DEFAULT_FROM_EMAIL = "Stemfold <noreply@stemfold.test>"
 
     assert signup(client, email="e2e@example.com", username="e2e").status_code == 302
     # A sign-up waits for the link, but an unverified account may log in (and not upload).
@@ -330,7 +330,7 @@ def test_end_to_end_sign_up_verify_through_smtp_then_upload(mandatory, smtp_inbo
     assert len(smtp_inbox.messages) == 1
     received = smtp_inbox.messages[0]
     assert received["To"] == "e2e@example.com"
-    assert received["From"] == "Stemsplit <noreply@stemsplit.test>"
+    assert received["From"] == "Stemfold <noreply@stemfold.test>"
     text = received.get_body(preferencelist=("plain",)).get_content()
     html = received.get_body(preferencelist=("html",)).get_content()
     link = LINK.findall(text)[0]
