@@ -3,7 +3,7 @@ on one PostgreSQL database, sharing MEDIA_ROOT and the model folder; always stop
 groups, SIGTERM then SIGKILL) however the block ends.
 
 Every process is fork+exec (subprocess.Popen, start_new_session), never multiprocessing: the
-calling process may have run torch (DESIGN.md, fork safety).
+calling process may have run torch (docs/architecture.md, Fork safety).
 """
 
 from __future__ import annotations
