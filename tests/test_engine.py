@@ -46,7 +46,9 @@ def separate(song: Path, out: Path, config: EngineConfig, **options) -> engine.S
 def test_web_side_calls_never_import_torch(demo_model_repo, tmp_path):
     song = make_song(tmp_path)
     code = (
-        "import sys; from pathlib import Path; from separation import engine; "
+        "import importlib, pkgutil, sys; from pathlib import Path; from separation import engine; "
+        "modules = [module.name for module in pkgutil.iter_modules(engine.__path__, 'separation.engine.')]; "
+        "assert len(modules) > 10, modules; [importlib.import_module(name) for name in modules]; "
         f"engine.probe_audio(Path({str(song)!r})); "
         f"assert engine.model_is_installed('demo', Path({str(demo_model_repo)!r})); "
         "heavy = [m for m in ('torch', 'demucs', 'julius', 'lameenc', 'soundfile', 'PIL', 'django') "
