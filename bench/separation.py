@@ -67,7 +67,7 @@ DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "demucs-bench-separation"
 PRESET_OF = {"demo": "demo", "htdemucs": "htdemucs", "htdemucs_ft": "htdemucs_ft"}
 WARM_LINE = r"Worker \S+ \(pid (\d+)\) loaded the model '{model}' in ([\d.]+) s before its first task"
 NO_PRELOAD_LINE = r"Worker \S+ \(pid (\d+)\) preloads no models"
-TASK_LOAD_LINE = r"Worker pid (\d+) loaded (\d+) model\(s\) while running task"
+TASK_LOAD_LINE = r"Job (\S+) loaded its model"
 
 
 # ---------------------------------------------------------------------------------------
@@ -529,7 +529,7 @@ def measure_cold(bench: Bench) -> list[Row]:
                 warms.append(run_job(bench, audio, model)["total"])
                 log = cluster.log()
             start_loads = len(re.findall(WARM_LINE.format(model=re.escape(model)), log))
-            task_loads = sum(int(count) for _, count in re.findall(TASK_LOAD_LINE, log))
+            task_loads = len(re.findall(TASK_LOAD_LINE, log))
             loads.append(start_loads + task_loads)
             print(
                 f"preload {preload}, run {index + 1}/{args.runs}: worker {pid}: first job {colds[-1]:.2f} s, "

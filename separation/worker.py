@@ -9,6 +9,7 @@ progress reports and its completion are refused, and it removes only its own fol
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from functools import partial
@@ -105,6 +106,8 @@ def job_run(*, job: Job) -> None:
         shutil.rmtree(output_dir, ignore_errors=True)
         through_database_outage(partial(fail, error=WORKER_FAILURE))
         return
+    if result.model_loaded:  # the worker had not preloaded it (separation/worker_warmup.py)
+        logger.info("Job %s loaded its model %r in worker pid %d", job.pk, job.model, os.getpid())
 
     stems = [
         {

@@ -16,9 +16,10 @@ Which models: settings.WORKER_PRELOAD_MODELS (installed, default, none, or a lis
 A model that fails to load is logged and skipped: the worker still starts, and a job for that
 model fails with its usual message and refund.
 
-Every model load in a worker is logged: one line per model loaded at start, and a line after
-any task during which a model was loaded (a model that was not preloaded), so an operator (and
-the tests and benchmarks, which read the worker's log) can see that jobs do not load models.
+Every model load in a worker is logged: one line per model loaded at start here, and a line for
+any job that had to load its model (a model that was not preloaded; separation/worker.py), so an
+operator (and the tests and benchmarks, which read the worker's log) can see that jobs do not load
+models.
 """
 
 from __future__ import annotations
@@ -31,9 +32,6 @@ import time
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-
-# engine.model_loads after this worker's last warm-up or task.
-_loads_seen = 0
 
 
 def preload_model_names() -> list[str]:
@@ -61,35 +59,37 @@ def _import_job_modules() -> None:
 
 
 def preload_models(proc_name: str = "") -> list[str]:
-    """Load the configured models into this process; the names that loaded."""
-    global _loads_seen
+    """Load the configured models into this process (and run each once); the names that succeeded."""
     from separation import engine
     from separation.services import engine_config
 
     config = engine_config()
-    loaded = []
+    warmed = []
+    loads = 0
     for name in preload_model_names():
         started = time.monotonic()
         try:
-            engine.warm_up(name, config)
+            loaded = engine.warm_up(name, config)
         except Exception as error:  # never stop the worker: its jobs fail and refund as usual
             logger.warning("Worker %s (pid %d) could not preload the model %r: %s", proc_name, os.getpid(), name, error)
             continue
-        loaded.append(name)
+        warmed.append(name)
+        if not loaded:
+            continue  # WORKER_PRELOAD_MODELS names it twice
+        loads += 1
         logger.info(
             "Worker %s (pid %d) loaded the model %r in %.2f s before its first task (model loads in this worker: %d)",
             proc_name,
             os.getpid(),
             name,
             time.monotonic() - started,
-            engine.model_loads,
+            loads,
         )
     try:
         _import_job_modules()
     except Exception as error:
         logger.warning("Worker %s (pid %d) could not import the job modules: %r", proc_name, os.getpid(), error)
-    _loads_seen = engine.model_loads
-    return loaded
+    return warmed
 
 
 def worker_started(sender=None, proc_name: str = "", **kwargs) -> None:
@@ -104,21 +104,3 @@ def worker_started(sender=None, proc_name: str = "", **kwargs) -> None:
         logger.info("Worker %s (pid %d) preloads no models (WORKER_PRELOAD_MODELS=none)", proc_name, os.getpid())
         return
     preload_models(proc_name)
-
-
-def task_finished(sender=None, func=None, task=None, **kwargs) -> None:
-    """post_execute_in_worker receiver: logs a model load that happened during the task."""
-    global _loads_seen
-    if multiprocessing.parent_process() is None:
-        return
-    from separation import engine
-
-    if engine.model_loads != _loads_seen:
-        logger.info(
-            "Worker pid %d loaded %d model(s) while running task %s (model loads in this worker: %d)",
-            os.getpid(),
-            engine.model_loads - _loads_seen,
-            (task or {}).get("name", "?"),
-            engine.model_loads,
-        )
-        _loads_seen = engine.model_loads

@@ -22,6 +22,7 @@ from separation.engine import (
     SeparationAborted,
 )
 from tests.audio import make_song, png_bytes, tones, write_audio
+from tests.echo_model import write_echo_model
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 MP3_FRAME = 1152
@@ -45,7 +46,9 @@ def separate(song: Path, out: Path, config: EngineConfig, **options) -> engine.S
 def test_web_side_calls_never_import_torch(demo_model_repo, tmp_path):
     song = make_song(tmp_path)
     code = (
-        "import sys; from pathlib import Path; from separation import engine; "
+        "import importlib, pkgutil, sys; from pathlib import Path; from separation import engine; "
+        "modules = [module.name for module in pkgutil.iter_modules(engine.__path__, 'separation.engine.')]; "
+        "assert len(modules) > 10, modules; [importlib.import_module(name) for name in modules]; "
         f"engine.probe_audio(Path({str(song)!r})); "
         f"assert engine.model_is_installed('demo', Path({str(demo_model_repo)!r})); "
         "heavy = [m for m in ('torch', 'demucs', 'julius', 'lameenc', 'soundfile', 'PIL', 'django') "
@@ -118,25 +121,37 @@ def test_model_is_installed_in_the_repo(demo_model_repo, tmp_path, offline):
     assert not engine.model_is_installed("broken_bag", repo)
 
 
-def test_model_is_installed_in_the_huggingface_cache(tmp_path, offline):
+def hf_cache_bag(name: str, members: list[str]) -> Path:
+    """A bag `name` in the HuggingFace hub cache, in the repository demucs would download it from
+    (models--OWNER--REPO/{refs/main, snapshots/REVISION/FILE}); its folder of files."""
     import huggingface_hub.constants
     from demucs.hf import hf_repo_name
 
-    for name in ("htdemucs", "htdemucs_ft", "mdx_extra_q"):
-        assert engine._hf_repo_name(name) == hf_repo_name(name)
-    # The hub cache layout: models--OWNER--REPO/{refs/main, snapshots/REVISION/FILE}.
     revision = "0" * 40
-    root = Path(huggingface_hub.constants.HF_HUB_CACHE) / "models--adefossez--HTDemucs-ft"
+    root = Path(huggingface_hub.constants.HF_HUB_CACHE) / f"models--adefossez--{hf_repo_name(name)}"
     snapshot = root / "snapshots" / revision
     snapshot.mkdir(parents=True)
     (root / "refs").mkdir()
     (root / "refs" / "main").write_text(revision)
-    (snapshot / "htdemucs_ft.yaml").write_text("models: ['aaaa', 'bbbb']\n")
-    (snapshot / "aaaa.safetensors").write_bytes(b"x")
-    assert not engine.model_is_installed("htdemucs_ft", None)  # one member missing
-    (snapshot / "bbbb.safetensors").write_bytes(b"x")
+    (snapshot / f"{name}.yaml").write_text(f"models: {members}\n")
+    for member in members:
+        (snapshot / f"{member}.safetensors").write_bytes(b"x")
+    return snapshot
+
+
+def test_model_is_installed_in_the_huggingface_cache(offline):
+    snapshot = hf_cache_bag("htdemucs_ft", ["aaaa", "bbbb"])
     assert engine.model_is_installed("htdemucs_ft", None)
     assert not engine.model_is_installed("htdemucs", None)
+    (snapshot / "bbbb.safetensors").unlink()
+    assert not engine.model_is_installed("htdemucs_ft", None)  # one member missing
+
+
+@pytest.mark.parametrize("name", ["htdemucs", "mdx_extra_q"])
+def test_the_huggingface_cache_is_looked_up_where_demucs_downloads_to(offline, name):
+    assert not engine.model_is_installed(name, None)
+    hf_cache_bag(name, ["cccc"])
+    assert engine.model_is_installed(name, None)
 
 
 def test_missing_model_is_unavailable_without_network(tmp_path, offline):
@@ -160,11 +175,12 @@ def test_model_is_loaded_once_for_many_jobs(demo_model_repo, tmp_path):
     shutil.copy(demo_model_repo / "demo.th", repo / "demo.th")
     config = EngineConfig(model_repo=repo, device="cpu", shifts=0)
     song = make_song(tmp_path, seconds=1.0)
-    before = engine.model_loads
-    for index in range(3):
-        separate(song, tmp_path / f"out{index}", config)
-    assert engine.model_loads == before + 1
-    assert engine.load_model("demo", config) is engine.load_model("demo", config)
+    results = [separate(song, tmp_path / f"out{index}", config) for index in range(3)]
+    assert [result.model_loaded for result in results] == [True, False, False]
+    model, loaded = engine.load_model("demo", config)
+    assert not loaded
+    assert engine.load_model("demo", config) == (model, False)
+    assert engine.warm_up("demo", config) is False
 
 
 def test_resolve_device():
@@ -205,33 +221,61 @@ def test_separates_into_the_model_stems(tmp_path, config):
     assert {path.name for path in (tmp_path / "out").iterdir()} == expected  # no temp files left
 
 
-def test_waveform_png(tmp_path, config):
+def drawn_rows(png: Path) -> list[tuple[int, int]]:
+    """Per pixel column of a waveform picture, its first and last drawn row; each column is drawn
+    as one run of pixels of the one colour on transparent."""
     from PIL import Image
 
-    result = separate(make_song(tmp_path), tmp_path / "out", config)
-    for path in result.waveforms.values():
-        with Image.open(path) as image:
-            assert (image.format, image.mode, image.size) == ("PNG", "RGBA", (1000, 120))
-            pixels = np.asarray(image)
-        assert pixels[0, 0, 3] == 0  # transparent background
-        drawn = pixels[pixels[..., 3] > 0]
-        assert len(drawn) >= 1000  # at least one pixel per column
-        assert {tuple(pixel) for pixel in drawn} == {(0x5B, 0x3D, 0xF5, 255)}
+    with Image.open(png) as image:
+        assert (image.format, image.mode, image.size) == ("PNG", "RGBA", (1000, 120))
+        pixels = np.asarray(image)
+    drawn = pixels[..., 3] > 0
+    assert {tuple(pixel) for pixel in pixels[drawn]} == {(0x5B, 0x3D, 0xF5, 255)}
+    runs = []
+    for column in drawn.T:
+        rows = np.flatnonzero(column)
+        assert len(rows) and rows[-1] - rows[0] + 1 == len(rows)  # every column, one run
+        runs.append((int(rows[0]), int(rows[-1])))
+    return runs
 
 
-def test_waveform_peaks_are_min_and_max_per_column():
-    samples = np.array([0, 1, -1, 0.5, 0.2, -0.3, 0.9, 0.1], dtype=np.float32)
-    for blocks in ([samples], [samples[:3], samples[3:4], samples[4:]]):  # given whole or in blocks
-        peaks = engine._WaveformPeaks(len(samples), 4)
-        for block in blocks:
-            peaks.add(block)
-        assert peaks.low.tolist() == pytest.approx([0, -1, -0.3, 0.1])
-        assert peaks.high.tolist() == pytest.approx([1, 0.5, 0.2, 0.9])
-    # Fewer frames than columns: as numpy's reduceat, a column holds the frame it starts at.
-    peaks = engine._WaveformPeaks(3, 5)
-    peaks.add(np.array([0.5, -0.25, 1.0], dtype=np.float32))
-    assert peaks.low.tolist() == pytest.approx([0.5, 0.5, -0.25, -0.25, 1.0])
-    assert peaks.high.tolist() == pytest.approx([0.5, 0.5, -0.25, -0.25, 1.0])
+def expected_rows(stem: Path) -> list[tuple[int, int]]:
+    """The rows a stem's picture spans per column: from the max to the min of its mono mix-down
+    over the column's frames (frames split as numpy's reduceat does: c * frames // width on),
+    scaled to the stem's own peak, but at least 0.05 (near-silence is not blown up)."""
+    mono = soundfile.read(stem, dtype="float32", always_2d=True)[0].mean(axis=1)
+    starts = np.minimum(np.arange(1000) * len(mono) // 1000, len(mono) - 1)
+    low, high = np.minimum.reduceat(mono, starts), np.maximum.reduceat(mono, starts)
+    scale = max(float(np.abs(mono).max()), 0.05)
+    middle = 119 / 2
+    top = np.floor(middle - np.clip(high / scale, -1, 1) * middle)
+    bottom = np.ceil(middle - np.clip(low / scale, -1, 1) * middle)
+    return list(zip(top.astype(int).tolist(), bottom.astype(int).tolist(), strict=True))
+
+
+def assert_waveform_of(result, name: str) -> None:
+    # Within a pixel: the picture is drawn from the stem before it is rounded to 16 bits.
+    for (top, bottom), (want_top, want_bottom) in zip(
+        drawn_rows(result.waveforms[name]), expected_rows(result.stems[name]), strict=True
+    ):
+        assert abs(top - want_top) <= 1 and abs(bottom - want_bottom) <= 1
+
+
+def test_waveform_png_draws_each_columns_min_and_max(tmp_path, config):
+    # 9 s with 4 s segments: the stems reach the picture in several blocks.
+    result = separate(make_song(tmp_path, seconds=9.0), tmp_path / "out", config)
+    assert list(result.waveforms) == SOURCES
+    for name in SOURCES:
+        assert result.waveforms[name] == tmp_path / "out" / f"{name}.png"
+        assert_waveform_of(result, name)
+
+
+def test_waveform_of_a_stem_shorter_than_the_picture_is_wide(tmp_path, config):
+    # 960 frames for 1000 columns: columns that start at the same frame each draw that frame.
+    song = write_audio(tmp_path / "song.wav", tones(0.12, 8000, 1), 8000)
+    result = separate(song, tmp_path / "out", config)
+    assert result.frames == 960
+    assert_waveform_of(result, "vocals")
 
 
 @pytest.mark.parametrize(
@@ -454,18 +498,19 @@ def test_abort_from_progress_stops_and_leaves_nothing(tmp_path, demo_model_repo,
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_waveform_is_scaled_to_the_stem_peak(tmp_path):
-    import torch
-    from PIL import Image
-
-    quiet = torch.from_numpy(tones(1.0, 44100, 2).T.copy()) * 0.2  # peaks near 0.06
-    path = tmp_path / "quiet.png"
-    peaks = engine._WaveformPeaks(quiet.shape[-1], 1000)
-    peaks.add(quiet.mean(0).numpy())
-    engine._write_waveform(peaks.low, peaks.high, path)
-    with Image.open(path) as image:
-        drawn_rows = np.flatnonzero((np.asarray(image)[..., 3] > 0).any(axis=1))
-    assert drawn_rows.max() - drawn_rows.min() > 100  # close to the full 120 px height
+@pytest.mark.parametrize(("loudness", "least", "most"), [(1.0, 100, 119), (0.05, 1, 20)])
+def test_waveform_is_scaled_to_the_stem_peak(tmp_path, loudness, least, most):
+    """Quiet stems (peaks near 0.06 here) are drawn to full height, as players draw them;
+    near-silence (peaks under 0.05) is not blown up into a band of noise."""
+    repo = tmp_path / "models"
+    repo.mkdir()
+    write_echo_model(repo)  # each stem is a quarter of the mix
+    song = write_audio(tmp_path / "song.wav", tones(1.0, 22050, 2) * loudness, 22050)
+    config = EngineConfig(model_repo=repo, device="cpu")
+    result = engine.separate(input_path=song, output_dir=tmp_path / "out", model_name="echo", config=config)
+    runs = drawn_rows(result.waveforms["vocals"])
+    height = max(bottom for _, bottom in runs) - min(top for top, _ in runs)
+    assert least <= height <= most, height
 
 
 def test_it_reports_progress_through_encoding_and_the_zip(tmp_path, config):

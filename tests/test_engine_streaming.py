@@ -86,7 +86,7 @@ def test_it_equals_demucs_on_a_stereo_track_of_several_chunks(tmp_path, demo_mod
     # 13.3 s with 4 s segments and a 3 s stride: five chunks, the last one short.
     song = write_audio(tmp_path / "song.wav", tones(13.3, 44100, 2, seed=3), 44100)
     result = run(song, tmp_path / "out", demo_model_repo)
-    model = engine.load_model("demo", EngineConfig(model_repo=demo_model_repo, device="cpu"))
+    model, _ = engine.load_model("demo", EngineConfig(model_repo=demo_model_repo, device="cpu"))
     assert_equal_to_reference(
         result, reference(song, model, out_samplerate=44100, out_channels=2, frames=result.frames)
     )
@@ -97,7 +97,7 @@ def test_it_equals_demucs_on_a_48khz_mono_track(tmp_path, demo_model_repo):
     song = write_audio(tmp_path / "song.wav", tones(9.1, 48000, 1, seed=4), 48000)
     result = run(song, tmp_path / "out", demo_model_repo)
     assert (result.samplerate, result.channels) == (48000, 1)
-    model = engine.load_model("demo", EngineConfig(model_repo=demo_model_repo, device="cpu"))
+    model, _ = engine.load_model("demo", EngineConfig(model_repo=demo_model_repo, device="cpu"))
     assert_equal_to_reference(
         result, reference(song, model, out_samplerate=48000, out_channels=1, frames=result.frames)
     )
@@ -106,7 +106,7 @@ def test_it_equals_demucs_on_a_48khz_mono_track(tmp_path, demo_model_repo):
 def test_it_equals_demucs_on_a_bag_with_weights(tmp_path, bag_repo):
     song = write_audio(tmp_path / "song.wav", tones(8.0, 44100, 2, seed=5), 44100)
     result = run(song, tmp_path / "out", bag_repo, name="pair")
-    bag = engine.load_model("pair", EngineConfig(model_repo=bag_repo, device="cpu"))
+    bag, _ = engine.load_model("pair", EngineConfig(model_repo=bag_repo, device="cpu"))
     assert bag.weights == BAG_WEIGHTS
     assert_equal_to_reference(result, reference(song, bag, out_samplerate=44100, out_channels=2, frames=result.frames))
 
@@ -115,7 +115,7 @@ def test_it_equals_demucs_on_a_two_stem_job(tmp_path, demo_model_repo):
     # A single model computes every source, so no_vocals is the sum of the others ("add").
     song = write_audio(tmp_path / "song.wav", tones(6.5, 44100, 2, seed=6), 44100)
     result = run(song, tmp_path / "out", demo_model_repo, two_stems="vocals")
-    model = engine.load_model("demo", EngineConfig(model_repo=demo_model_repo, device="cpu"))
+    model, _ = engine.load_model("demo", EngineConfig(model_repo=demo_model_repo, device="cpu"))
     expected = reference(song, model, out_samplerate=44100, out_channels=2, frames=result.frames, two_stems="vocals")
     assert_equal_to_reference(result, expected)
 
@@ -138,7 +138,7 @@ def count_forwards(model) -> list[int]:
 def test_it_runs_only_the_bag_members_a_two_stem_job_needs(tmp_path, bag_repo):
     song = write_audio(tmp_path / "song.wav", tones(7.0, 44100, 2, seed=8), 44100)
     config = EngineConfig(model_repo=bag_repo, device="cpu", shifts=0)
-    bag = engine.load_model("pair", config)
+    bag, _ = engine.load_model("pair", config)
     calls = count_forwards(bag)
 
     result = run(song, tmp_path / "vocals", bag_repo, name="pair", two_stems="vocals")
@@ -155,20 +155,14 @@ def test_it_runs_only_the_bag_members_a_two_stem_job_needs(tmp_path, bag_repo):
     assert calls[0] == calls[1] > 0  # both members make drums
 
 
-# A model as cheap as can be, so that a long track runs in seconds: what is measured is the engine
+# The echo model (tests/echo_model.py) runs a long track in seconds: what is measured is the engine
 # around the model (reading, resampling, the passes, the raw stems, the encoding).
 PEAK_RSS = """
 import resource, sys
 from pathlib import Path
-import numpy as np, soundfile, torch
+import numpy as np, soundfile
 from separation import engine
-
-class Echo(torch.nn.Module):
-    sources = ["drums", "bass", "other", "vocals"]
-    samplerate, audio_channels, segment = 22050, 2, 4.0
-
-    def forward(self, mix):
-        return mix[:, None].expand(-1, 4, -1, -1) * 0.25
+from tests.echo_model import write_echo_model
 
 seconds, folder = float(sys.argv[1]), Path(sys.argv[2])
 song = folder / "song.wav"
@@ -177,7 +171,7 @@ with soundfile.SoundFile(song, "w", rate, 1, subtype="PCM_16") as file:
     for start in range(0, int(seconds * rate), 10 * rate):
         t = np.arange(start, min(start + 10 * rate, int(seconds * rate))) / rate
         file.write(0.3 * np.sin(2 * np.pi * 220 * t))
-engine._models[("echo", str(folder), "cpu")] = Echo().eval()
+write_echo_model(folder)
 config = engine.EngineConfig(model_repo=folder, device="cpu", shifts=1)
 result = engine.separate(input_path=song, output_dir=folder / "out", model_name="echo", config=config)
 assert result.frames == int(seconds * rate)

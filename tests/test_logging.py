@@ -91,9 +91,9 @@ def test_it_logs_the_job_id_of_everything_a_task_logs(json_logs, demo_model, set
     (settings.DEMUCS_MODEL_REPO / "demo.th").write_bytes(b"not a model")
 
     tasks.separate_next_job()  # the engine logs why the model does not load
-    logging.getLogger("separation.engine").info("after")
+    logging.getLogger("separation.engine.models").info("after")
 
-    during, after = [r for r in json_logs() if r["logger"] == "separation.engine"]
+    during, after = [r for r in json_logs() if r["logger"] == "separation.engine.models"]
     assert during["job_id"] == str(job.pk)
     assert "Could not load the model" in during["message"]
     assert after["job_id"] is None

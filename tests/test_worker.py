@@ -2,6 +2,7 @@
 completes; every failure ends FAILED with one refund; a cancelled job stops at its next progress
 report. All in-process (this process runs torch and never forks)."""
 
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -12,7 +13,6 @@ from django.db import connection
 
 from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
-from separation import engine
 from separation.models import Job
 from separation.scheduling import job_claim_next
 from separation.services import job_cancel, job_complete, job_fail, job_report_progress
@@ -75,15 +75,16 @@ def test_it_completes_a_pending_job(settings):
     assert ledger_violations() == []
 
 
-def test_it_does_nothing_when_a_completed_job_is_delivered_again(settings):
+def test_it_does_nothing_when_a_completed_job_is_delivered_again(settings, caplog):
     job = make_job(UserFactory())
     separate_next_job()
     job.refresh_from_db()
     bundle = media(settings, job.zip_file)
     written = bundle.stat().st_mtime_ns
-    loads = engine.model_loads
+    caplog.clear()
 
-    separate_next_job()  # the same task, redelivered
+    with caplog.at_level("INFO", logger="separation"):
+        separate_next_job()  # the same task, redelivered
 
     again = Job.objects.get(pk=job.pk)
     assert again.status == Status.COMPLETED
@@ -95,23 +96,24 @@ def test_it_does_nothing_when_a_completed_job_is_delivered_again(settings):
     )
     assert again.stems == job.stems
     assert bundle.stat().st_mtime_ns == written
-    assert engine.model_loads == loads
+    assert not [record for record in caplog.records if record.name.startswith("separation")]  # nothing ran
     assert job_claim_next() is None
 
 
-def test_it_loads_the_model_once_across_several_jobs(settings, tmp_path, demo_model_repo):
+def test_it_loads_the_model_once_across_several_jobs(settings, tmp_path, demo_model_repo, caplog):
     repo = tmp_path / "own-repo"  # a cache key no other test has loaded
     repo.mkdir()
     shutil.copy(demo_model_repo / "demo.th", repo / "demo.th")
     settings.DEMUCS_MODEL_REPO = repo
     user = UserFactory()
     jobs = [make_job(user, content=tone_bytes(1.0)) for _ in range(3)]
-    before = engine.model_loads
 
-    for _ in jobs:
-        separate_next_job()
+    with caplog.at_level("INFO", logger="separation.worker"):
+        for _ in jobs:
+            separate_next_job()
 
-    assert engine.model_loads == before + 1
+    loads = [record.getMessage() for record in caplog.records if "loaded its model" in record.getMessage()]
+    assert loads == [f"Job {jobs[0].pk} loaded its model 'demo' in worker pid {os.getpid()}"]
     assert set(Job.objects.filter(pk__in=[job.pk for job in jobs]).values_list("status", flat=True)) == {
         Status.COMPLETED
     }
