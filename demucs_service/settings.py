@@ -244,24 +244,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
-# Separation. Each model: label, stems and price multiplier (credits per started 10 minutes).
-FOUR_STEMS = ["drums", "bass", "other", "vocals"]
-SEPARATION_MODELS = {
-    "htdemucs": {"label": "Hybrid Transformer Demucs", "stems": FOUR_STEMS, "price_multiplier": 1},
-    "htdemucs_6s": {
-        "label": "Hybrid Transformer Demucs, 6 stems",
-        "stems": [*FOUR_STEMS, "guitar", "piano"],
-        "price_multiplier": 1,
-    },
-    "hdemucs_mmi": {"label": "Hybrid Demucs v3", "stems": FOUR_STEMS, "price_multiplier": 1},
-    "htdemucs_ft": {"label": "Hybrid Transformer Demucs, fine-tuned", "stems": FOUR_STEMS, "price_multiplier": 4},
-    "mdx_extra": {"label": "Demucs MDX extra", "stems": FOUR_STEMS, "price_multiplier": 4},
-    "demo": {"label": "Demo model (untrained: for trying the service)", "stems": FOUR_STEMS, "price_multiplier": 1},
-}
-PRICE_PERIOD_SECONDS = 600
+# Separation. The models on offer, their stems and prices are the separation app's catalogue
+# (separation/catalog.py), which checks DEFAULT_MODEL and WORKER_PRELOAD_MODELS against it at start-up.
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="htdemucs")
-if DEFAULT_MODEL not in SEPARATION_MODELS:
-    raise ImproperlyConfigured(f"DEFAULT_MODEL must be one of {', '.join(SEPARATION_MODELS)}; got {DEFAULT_MODEL!r}")
 DEMUCS_MODEL_REPO = BASE_DIR / env.str("DEMUCS_MODEL_REPO", default=str(DATA_DIR / "models"))
 DEMUCS_DEVICE = env("DEMUCS_DEVICE", cast=demucs_device, default="auto")
 DEMUCS_SHIFTS = env.int("DEMUCS_SHIFTS", default=1)
@@ -293,11 +278,6 @@ SEPARATION_WORKERS = env.int("SEPARATION_WORKERS", default=1, minimum=1)
 # Models each worker process loads right after django-q2 starts it, before its first task
 # (separation/worker_warmup.py), so no job waits for a model load.
 WORKER_PRELOAD_MODELS = env("WORKER_PRELOAD_MODELS", cast=preload_models, default="installed")
-if isinstance(WORKER_PRELOAD_MODELS, list) and not set(WORKER_PRELOAD_MODELS) <= set(SEPARATION_MODELS):
-    raise ImproperlyConfigured(
-        f"WORKER_PRELOAD_MODELS must be installed, default, none or a comma-separated list of "
-        f"{', '.join(SEPARATION_MODELS)}; got {','.join(WORKER_PRELOAD_MODELS)!r}"
-    )
 JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=4 * 3600, minimum=10)
 # Two django-q2 clusters on one broker: separations, and maintenance (the reaper, cleanup, mails),
 # which runs in its own process (`Q_CLUSTER_NAME=maintenance manage.py qcluster`) so that it never

@@ -281,6 +281,8 @@ def test_export_of_the_example_file_keeps_the_defaults(tmp_path):
         ("THROTTLE_UPLOAD", "lots", "THROTTLE_UPLOAD must look like 10/minute (s, m, h or d); got 'lots'"),
         ("EMAIL_VERIFICATION", "always", "EMAIL_VERIFICATION must be none, optional or mandatory; got 'always'"),
         ("EMAIL_URL", "pigeon://coop", "EMAIL_URL is not a valid email URL"),
+        # Checked against the separation app's catalogue when the app starts.
+        ("DEFAULT_MODEL", "htdemucs_9s", "DEFAULT_MODEL must be one of htdemucs, htdemucs_6s, hdemucs_mmi,"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, name, value, message):
