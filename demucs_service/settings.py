@@ -61,15 +61,16 @@ INSTALLED_APPS = [
     "allauth.account",
     "accounts",
     "credits",
+    "demucs_service.observability",
 ]
 
 MIDDLEWARE = [
     # First, so every log line of the request carries its id (and the response echoes it).
-    "demucs_service.request_logging.RequestLoggingMiddleware",
+    "demucs_service.middleware.request_logging.RequestLoggingMiddleware",
     # A database outage is a 503 with Retry-After, not a 500.
-    "demucs_service.db_unavailable.DatabaseUnavailableMiddleware",
+    "demucs_service.middleware.database_unavailable.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "demucs_service.security_headers.ContentSecurityPolicyMiddleware",
+    "demucs_service.middleware.content_security_policy.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -99,8 +100,8 @@ TEMPLATES = [
     },
 ]
 
-# Database: a SQLite file for zero-setup runs, DATABASE_URL (Postgres) for anything real.
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Database: a SQLite file for zero-setup runs, DATABASE_URL (Postgres) for anything real. bin/run
+# makes DATA_DIR; Django makes MEDIA_ROOT's folders as it stores files.
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let the web server and the worker share the file.
@@ -338,7 +339,7 @@ PAYMENTS_SIMULATED = env.bool("PAYMENTS_SIMULATED", default=DEBUG)
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 
 # Logs go to stderr: readable text by default, one JSON object a line with LOG_FORMAT=json.
-# Each line carries the request id, user id and job id (demucs_service.log_context).
+# Each line carries the request id, user id and job id (demucs_service.observability.log_context).
 LOG_FORMAT = env("LOG_FORMAT", cast=one_of("text", "json", normalise=str.lower), default="text")
 LOG_LEVEL = env(
     "LOG_LEVEL", cast=one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", normalise=str.upper), default="INFO"
@@ -346,10 +347,10 @@ LOG_LEVEL = env(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "demucs_service.log_context.ContextFilter"}},
+    "filters": {"context": {"()": "demucs_service.observability.log_context.ContextFilter"}},
     "formatters": {
-        "text": {"()": "demucs_service.json_logs.TextFormatter"},
-        "json": {"()": "demucs_service.json_logs.JsonFormatter"},
+        "text": {"()": "demucs_service.observability.log_formatters.TextFormatter"},
+        "json": {"()": "demucs_service.observability.log_formatters.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -361,17 +362,9 @@ LOGGING = {
     },
 }
 
-# Sentry when SENTRY_DSN is set: request errors, failed tasks and error-level logs.
+# Sentry when SENTRY_DSN is set (demucs_service.observability starts it): request errors, failed
+# tasks and error-level logs.
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
 SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0, minimum=0.0, maximum=1.0)
-if SENTRY_DSN:
-    from demucs_service.sentry import sentry_init
-
-    sentry_init(
-        dsn=SENTRY_DSN,
-        environment=SENTRY_ENVIRONMENT,
-        release=SENTRY_RELEASE or None,
-        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
-    )
