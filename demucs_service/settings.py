@@ -36,7 +36,7 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on"
 
-SITE_NAME = env.str("SITE_NAME", default="Stemsplit")
+SITE_NAME = env.str("SITE_NAME", default="Stemfold")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Relative paths are taken from the project folder.
@@ -233,8 +233,12 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": True,
 }
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Demucs separation service API",
-    "DESCRIPTION": "Credit-based music source separation. Authenticate with `Authorization: Bearer <token>`.",
+    "TITLE": "Stemfold API",
+    "DESCRIPTION": (
+        "Stemfold splits songs into stems (vocals, drums, bass and more), paid for with credits. "
+        "Authenticate with `Authorization: Bearer <token>`, the token that POST /api/auth/login or "
+        "/api/auth/register returns."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
