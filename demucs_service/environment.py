@@ -85,8 +85,9 @@ class Env(environ.Env):
         return config
 
     def email_url(self, var, default=environ.Env.NOTSET):
+        # Parsed here rather than by a cast, whose error would repeat the value and its password.
         try:
-            return super().email_url(var, default)
+            return self.email_url_config(self.str(var, default))
         except (ImproperlyConfigured, ValueError) as error:
             raise ImproperlyConfigured(f"{var} is not a valid email URL: {error}") from None
 

@@ -300,6 +300,15 @@ def test_a_bad_database_url_is_named_without_repeating_its_password(tmp_path):
     assert "hunter2" not in result.stderr
 
 
+@pytest.mark.parametrize("url", ["smtp://mailer:hunter2@[mail.example.com:587", "smtp://mailer:hunter2@mail:port"])
+def test_a_bad_email_url_is_named_without_repeating_its_password(monkeypatch, url):
+    monkeypatch.setenv("EMAIL_URL", url)
+
+    with pytest.raises(ImproperlyConfigured, match="^EMAIL_URL is not a valid email URL") as raised:
+        Env().email_url("EMAIL_URL", default="consolemail://")
+    assert "hunter2" not in str(raised.value)
+
+
 def test_it_reads_the_mail_server_from_email_url(tmp_path):
     names = ["EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS"]
 
