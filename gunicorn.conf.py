@@ -7,7 +7,7 @@ import os
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_WORKERS", "3"))
 # Threads are cheap while they wait on the network; an upload holds one for as long as it lasts
-# (demucs_service/slow_clients.py bounds how slowly).
+# (demucs_service/middleware/slow_clients.py bounds how slowly).
 threads = int(os.environ.get("WEB_THREADS", "16"))
 timeout = 120
 accesslog = "-"

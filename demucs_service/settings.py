@@ -1,76 +1,20 @@
-"""Every knob comes from the environment; `.env.example` documents each one.
+"""Every knob comes from the environment, read through `env` (demucs_service/environment.py);
+`.env.example` documents each one.
 
-Bad values stop the process at start-up with a message naming the variable, so a
-typo in production never silently falls back to a default.
+Bad values stop the process at start-up with a message naming the variable, so a typo in
+production never silently falls back to a default. Importing this module only reads: it creates
+no folders and starts nothing.
 """
 
-import os
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from demucs_service.environment import Env, credit_packs, demucs_device, one_of, preload_models, throttle_rate
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def env_str(name: str, default: str) -> str:
-    """A blank value counts as unset, so an exported `.env.example` keeps the defaults."""
-    return os.environ.get(name, "").strip() or default
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "")
-    if not value.strip():
-        return default
-    if value.strip().lower() in _TRUE:
-        return True
-    if value.strip().lower() in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name} must be one of 1/0, true/false, yes/no, on/off; got {value!r}")
-
-
-def env_int(name: str, default: int, minimum: int = 0) -> int:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number; got {value!r}") from None
-    if number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}; got {number}")
-    return number
-
-
-def env_float(name: str, default: float | None, minimum: float, maximum: float) -> float | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number; got {value!r}") from None
-    if not minimum <= number <= maximum:
-        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}; got {number}")
-    return number
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()] or default
-
-
-def env_rate(name: str, default: str) -> str:
-    """A DRF throttle rate such as 10/minute."""
-    value = env_str(name, default)
-    count, _, period = value.partition("/")
-    if not count.isdigit() or not period or period[0] not in "smhd":
-        raise ImproperlyConfigured(f"{name} must look like 10/minute (s, m, h or d); got {value!r}")
-    return value
 
 
 def allauth_rate(rate: str, per: str) -> str:
@@ -79,30 +23,11 @@ def allauth_rate(rate: str, per: str) -> str:
     return f"{count}/{period[0]}/{per}"
 
 
-def parse_credit_packs(name: str, default: str) -> list[dict]:
-    """`id:credits:price,...`, e.g. `starter:5:1.00,standard:25:4.00`."""
-    value = env_str(name, default)
-    packs = []
-    for item in value.split(","):
-        parts = item.strip().split(":")
-        try:
-            pack_id, credits, price = parts
-            pack = {"id": pack_id, "credits": Decimal(credits), "price": Decimal(price)}
-        except (ValueError, InvalidOperation):
-            raise ImproperlyConfigured(f"{name} must look like id:credits:price,...; bad item {item!r}") from None
-        if not pack_id or pack["credits"] <= 0 or pack["price"] < 0:
-            raise ImproperlyConfigured(f"{name}: pack {item!r} needs an id, credits > 0 and a price >= 0")
-        packs.append(pack)
-    if len({pack["id"] for pack in packs}) != len(packs):
-        raise ImproperlyConfigured(f"{name}: pack ids must be unique")
-    return packs
+env = Env()
 
+DEBUG = env.bool("DEBUG", default=False)
 
-env = environ.Env()
-
-DEBUG = env_bool("DEBUG", False)
-
-SECRET_KEY = env_str("SECRET_KEY", "")
+SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -111,11 +36,11 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on"
 
-SITE_NAME = env_str("SITE_NAME", "Stemsplit")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SITE_NAME = env.str("SITE_NAME", default="Stemfold")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Relative paths are taken from the project folder.
-DATA_DIR = BASE_DIR / env_str("DATA_DIR", "data")
+DATA_DIR = BASE_DIR / env.str("DATA_DIR", default="data")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -136,15 +61,16 @@ INSTALLED_APPS = [
     "allauth.account",
     "accounts",
     "credits",
+    "demucs_service.observability",
 ]
 
 MIDDLEWARE = [
     # First, so every log line of the request carries its id (and the response echoes it).
-    "demucs_service.request_logging.RequestLoggingMiddleware",
+    "demucs_service.middleware.request_logging.RequestLoggingMiddleware",
     # A database outage is a 503 with Retry-After, not a 500.
-    "demucs_service.db_unavailable.DatabaseUnavailableMiddleware",
+    "demucs_service.middleware.database_unavailable.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "demucs_service.security_headers.ContentSecurityPolicyMiddleware",
+    "demucs_service.middleware.content_security_policy.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -174,9 +100,9 @@ TEMPLATES = [
     },
 ]
 
-# Database: a SQLite file for zero-setup runs, DATABASE_URL (Postgres) for anything real.
-DATA_DIR.mkdir(parents=True, exist_ok=True)
-DATABASES = {"default": env.db_url_config(env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"))}
+# Database: a SQLite file for zero-setup runs, DATABASE_URL (Postgres) for anything real. bin/run
+# makes DATA_DIR; Django makes MEDIA_ROOT's folders as it stores files.
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let the web server and the worker share the file.
     DATABASES["default"]["OPTIONS"] = {
@@ -185,13 +111,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Transactions are explicit in services; a request is not one big transaction.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL", "")
+REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -234,38 +160,40 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / env_str("STATIC_ROOT", "staticfiles")
+STATIC_ROOT = BASE_DIR / env.str("STATIC_ROOT", default="staticfiles")
 MEDIA_URL = "media/"
-MEDIA_ROOT = BASE_DIR / env_str("MEDIA_ROOT", str(DATA_DIR / "media"))
+MEDIA_ROOT = BASE_DIR / env.str("MEDIA_ROOT", default=str(DATA_DIR / "media"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
 # Security. The TLS proxy redirects to HTTPS, so Django does not by default.
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
-SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 # The TLS proxy redirects to HTTPS, and HSTS preload is the operator's opt-in for the whole domain.
 SILENCED_SYSTEM_CHECKS = ["security.W008", "security.W021"]
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("BEHIND_TLS_PROXY", False):
+if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # 0: the client is REMOTE_ADDR; X-Forwarded-For is trusted only with proxies in front. DRF's
 # throttles and allauth's rate limits both take the client address from here.
-NUM_PROXIES = env_int("NUM_PROXIES", 0)
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 ALLAUTH_TRUSTED_PROXY_COUNT = NUM_PROXIES
 
 # Credits.
-SIGNUP_BONUS_CREDITS = Decimal(env_int("SIGNUP_BONUS_CREDITS", 3))
-CREDIT_PACKS = parse_credit_packs("CREDIT_PACKS", "starter:5:1.00,standard:25:4.00,pro:100:15.00")
-CREDIT_CURRENCY = env_str("CREDIT_CURRENCY", "usd").lower()
+SIGNUP_BONUS_CREDITS = Decimal(env.int("SIGNUP_BONUS_CREDITS", default=3))
+CREDIT_PACKS = env(
+    "CREDIT_PACKS", cast=credit_packs, default="starter:5:1.00,standard:25:4.00,pro:100:15.00", parse_default=True
+)
+CREDIT_CURRENCY = env.str("CREDIT_CURRENCY", default="usd").lower()
 
 # API.
 REST_FRAMEWORK = {
@@ -284,29 +212,33 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "demucs_service.api_errors.exception_handler",
     "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
-        "register_ip": env_rate("THROTTLE_REGISTER_IP", "10/hour"),
-        "register_account": env_rate("THROTTLE_REGISTER_ACCOUNT", "5/hour"),
-        "password_reset_ip": env_rate("THROTTLE_PASSWORD_RESET_IP", "20/hour"),
-        "password_reset_account": env_rate("THROTTLE_PASSWORD_RESET_ACCOUNT", "5/hour"),
-        "upload": env_rate("THROTTLE_UPLOAD", "60/hour"),
+        "register_ip": env("THROTTLE_REGISTER_IP", cast=throttle_rate, default="10/hour"),
+        "register_account": env("THROTTLE_REGISTER_ACCOUNT", cast=throttle_rate, default="5/hour"),
+        "password_reset_ip": env("THROTTLE_PASSWORD_RESET_IP", cast=throttle_rate, default="20/hour"),
+        "password_reset_account": env("THROTTLE_PASSWORD_RESET_ACCOUNT", cast=throttle_rate, default="5/hour"),
+        "upload": env("THROTTLE_UPLOAD", cast=throttle_rate, default="60/hour"),
     },
 }
 # Failed logins, on the login page and POST /api/auth/login alike (allauth's counters, keyed in
 # accounts.login_limits): per client address, and per account from one client address, so wrong
 # passwords from elsewhere never lock the owner out. Only failures count.
-THROTTLE_LOGIN_IP = env_rate("THROTTLE_LOGIN_IP", "20/minute")
-THROTTLE_LOGIN_ACCOUNT = env_rate("THROTTLE_LOGIN_ACCOUNT", "5/minute")
+THROTTLE_LOGIN_IP = env("THROTTLE_LOGIN_IP", cast=throttle_rate, default="20/minute")
+THROTTLE_LOGIN_ACCOUNT = env("THROTTLE_LOGIN_ACCOUNT", cast=throttle_rate, default="5/minute")
 ACCOUNT_RATE_LIMITS = {
     "login_failed": f"{allauth_rate(THROTTLE_LOGIN_IP, 'ip')},{allauth_rate(THROTTLE_LOGIN_ACCOUNT, 'key')}",
 }
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(days=env_int("JWT_ACCESS_TOKEN_DAYS", 30, minimum=1)),
+    "ACCESS_TOKEN_LIFETIME": timedelta(days=env.int("JWT_ACCESS_TOKEN_DAYS", default=30, minimum=1)),
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": True,
 }
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Demucs separation service API",
-    "DESCRIPTION": "Credit-based music source separation. Authenticate with `Authorization: Bearer <token>`.",
+    "TITLE": "Stemfold API",
+    "DESCRIPTION": (
+        "Stemfold splits songs into stems (vocals, drums, bass and more), paid for with credits. "
+        "Authenticate with `Authorization: Bearer <token>`, the token that POST /api/auth/login or "
+        "/api/auth/register returns."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -317,50 +249,33 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
-# Separation. Each model: label, stems and price multiplier (credits per started 10 minutes).
-FOUR_STEMS = ["drums", "bass", "other", "vocals"]
-SEPARATION_MODELS = {
-    "htdemucs": {"label": "Hybrid Transformer Demucs", "stems": FOUR_STEMS, "price_multiplier": 1},
-    "htdemucs_6s": {
-        "label": "Hybrid Transformer Demucs, 6 stems",
-        "stems": [*FOUR_STEMS, "guitar", "piano"],
-        "price_multiplier": 1,
-    },
-    "hdemucs_mmi": {"label": "Hybrid Demucs v3", "stems": FOUR_STEMS, "price_multiplier": 1},
-    "htdemucs_ft": {"label": "Hybrid Transformer Demucs, fine-tuned", "stems": FOUR_STEMS, "price_multiplier": 4},
-    "mdx_extra": {"label": "Demucs MDX extra", "stems": FOUR_STEMS, "price_multiplier": 4},
-    "demo": {"label": "Demo model (untrained: for trying the service)", "stems": FOUR_STEMS, "price_multiplier": 1},
-}
-PRICE_PERIOD_SECONDS = 600
-DEFAULT_MODEL = env_str("DEFAULT_MODEL", "htdemucs")
-if DEFAULT_MODEL not in SEPARATION_MODELS:
-    raise ImproperlyConfigured(f"DEFAULT_MODEL must be one of {', '.join(SEPARATION_MODELS)}; got {DEFAULT_MODEL!r}")
-DEMUCS_MODEL_REPO = BASE_DIR / env_str("DEMUCS_MODEL_REPO", str(DATA_DIR / "models"))
-DEMUCS_DEVICE = env_str("DEMUCS_DEVICE", "auto")
-if DEMUCS_DEVICE not in {"auto", "cpu", "cuda"} and not DEMUCS_DEVICE.startswith("cuda:"):
-    raise ImproperlyConfigured(f"DEMUCS_DEVICE must be auto, cpu, cuda or cuda:N; got {DEMUCS_DEVICE!r}")
-DEMUCS_SHIFTS = env_int("DEMUCS_SHIFTS", 1)
-DEMUCS_OVERLAP = env_float("DEMUCS_OVERLAP", 0.25, minimum=0.0, maximum=0.9)
-DEMUCS_SEGMENT = env_float("DEMUCS_SEGMENT", None, minimum=1.0, maximum=600.0)
-MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 500, minimum=1)
+# Separation. The models on offer, their stems and prices are the separation app's catalogue
+# (separation/catalog.py), which checks DEFAULT_MODEL and WORKER_PRELOAD_MODELS against it at start-up.
+DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="htdemucs")
+DEMUCS_MODEL_REPO = BASE_DIR / env.str("DEMUCS_MODEL_REPO", default=str(DATA_DIR / "models"))
+DEMUCS_DEVICE = env("DEMUCS_DEVICE", cast=demucs_device, default="auto")
+DEMUCS_SHIFTS = env.int("DEMUCS_SHIFTS", default=1)
+DEMUCS_OVERLAP = env.float("DEMUCS_OVERLAP", default=0.25, minimum=0.0, maximum=0.9)
+DEMUCS_SEGMENT = env.float("DEMUCS_SEGMENT", default=None, minimum=1.0, maximum=600.0)
+MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=500, minimum=1)
 # A request body that stops for UPLOAD_STALL_SECONDS, or averages under UPLOAD_MIN_KBPS once
-# UPLOAD_GRACE_SECONDS have passed, is cut (demucs_service/slow_clients.py).
-UPLOAD_STALL_SECONDS = env_int("UPLOAD_STALL_SECONDS", 30, minimum=1)
-UPLOAD_MIN_KBPS = env_int("UPLOAD_MIN_KBPS", 16, minimum=0)
-UPLOAD_GRACE_SECONDS = env_int("UPLOAD_GRACE_SECONDS", 30, minimum=0)
+# UPLOAD_GRACE_SECONDS have passed, is cut (demucs_service/middleware/slow_clients.py).
+UPLOAD_STALL_SECONDS = env.int("UPLOAD_STALL_SECONDS", default=30, minimum=1)
+UPLOAD_MIN_KBPS = env.int("UPLOAD_MIN_KBPS", default=16, minimum=0)
+UPLOAD_GRACE_SECONDS = env.int("UPLOAD_GRACE_SECONDS", default=30, minimum=0)
 # The engine streams: a worker's memory does not grow with the track, its disk does (about 5 GB
 # of temporary files per hour of stereo audio while a 4-stem job runs) and so does its time.
-MAX_DURATION_MINUTES = env_int("MAX_DURATION_MINUTES", 120, minimum=1)
-JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 2, minimum=1)
+MAX_DURATION_MINUTES = env.int("MAX_DURATION_MINUTES", default=120, minimum=1)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=2, minimum=1)
 # Jobs of one user separating at once; the rest wait, and waiting jobs are taken round-robin by user.
-MAX_RUNNING_JOBS_PER_USER = env_int("MAX_RUNNING_JOBS_PER_USER", 2, minimum=1)
+MAX_RUNNING_JOBS_PER_USER = env.int("MAX_RUNNING_JOBS_PER_USER", default=2, minimum=1)
 # What one user may keep stored: uploads, stems and archives, and while a job runs its temporary files.
-STORAGE_QUOTA_MB = env_int("STORAGE_QUOTA_MB", 10240, minimum=1)
-JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 7, minimum=1)
+STORAGE_QUOTA_MB = env.int("STORAGE_QUOTA_MB", default=10240, minimum=1)
+JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", default=7, minimum=1)
 # A processing job whose heartbeat is older than this lost its worker.
-JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 300, minimum=10)
+JOB_STALE_SECONDS = env.int("JOB_STALE_SECONDS", default=300, minimum=10)
 # A pending job not started this long after it was queued is queued again (its task was lost).
-JOB_REQUEUE_SECONDS = env_int("JOB_REQUEUE_SECONDS", 600, minimum=10)
+JOB_REQUEUE_SECONDS = env.int("JOB_REQUEUE_SECONDS", default=600, minimum=10)
 # Uploads stream to a temporary file (never memory) and stop at MAX_UPLOAD_MB.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
 FILE_UPLOAD_HANDLERS = [
@@ -369,34 +284,17 @@ FILE_UPLOAD_HANDLERS = [
 ]
 
 # Background work: django-q2 on the database unless Redis is configured.
-SEPARATION_WORKERS = env_int("SEPARATION_WORKERS", 1, minimum=1)
-
-
-def parse_preload_models(name: str, default: str) -> str | list[str]:
-    """installed, default, none, or a comma-separated list of SEPARATION_MODELS names."""
-    value = env_str(name, default)
-    if value.lower() in {"installed", "default", "none"}:
-        return value.lower()
-    names = [item.strip() for item in value.split(",") if item.strip()]
-    unknown = [item for item in names if item not in SEPARATION_MODELS]
-    if not names or unknown:
-        raise ImproperlyConfigured(
-            f"{name} must be installed, default, none or a comma-separated list of {', '.join(SEPARATION_MODELS)}; "
-            f"got {value!r}"
-        )
-    return names
-
-
+SEPARATION_WORKERS = env.int("SEPARATION_WORKERS", default=1, minimum=1)
 # Models each worker process loads right after django-q2 starts it, before its first task
 # (separation/worker_warmup.py), so no job waits for a model load.
-WORKER_PRELOAD_MODELS = parse_preload_models("WORKER_PRELOAD_MODELS", "installed")
-JOB_TIMEOUT_SECONDS = env_int("JOB_TIMEOUT_SECONDS", 4 * 3600, minimum=10)
+WORKER_PRELOAD_MODELS = env("WORKER_PRELOAD_MODELS", cast=preload_models, default="installed")
+JOB_TIMEOUT_SECONDS = env.int("JOB_TIMEOUT_SECONDS", default=4 * 3600, minimum=10)
 # Two django-q2 clusters on one broker: separations, and maintenance (the reaper, cleanup, mails),
 # which runs in its own process (`Q_CLUSTER_NAME=maintenance manage.py qcluster`) so that it never
 # waits behind a long separation. Every task names the cluster it is for.
 SEPARATION_CLUSTER = "separation"
 MAINTENANCE_CLUSTER = "maintenance"
-MAINTENANCE_WORKERS = env_int("MAINTENANCE_WORKERS", 1, minimum=1)
+MAINTENANCE_WORKERS = env.int("MAINTENANCE_WORKERS", default=1, minimum=1)
 Q_CLUSTER = {
     "name": SEPARATION_CLUSTER,
     "workers": SEPARATION_WORKERS,
@@ -416,23 +314,23 @@ else:
     Q_CLUSTER["orm"] = "default"
 
 # Email: EMAIL_URL (smtp://user:password@host:587, smtp+tls://..., smtp+ssl://...) or the console.
-EMAIL_URL = env_str("EMAIL_URL", "")
-if EMAIL_URL:
-    try:
-        vars().update(env.email_url_config(EMAIL_URL))
-    except Exception as error:
-        raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {error}") from None
-else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"{SITE_NAME} <noreply@localhost>")
+_email_config = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email_config["EMAIL_BACKEND"]
+EMAIL_HOST = _email_config["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email_config["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email_config["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email_config["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = _email_config.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email_config.get("EMAIL_USE_SSL", False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=f"{SITE_NAME} <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10, minimum=1)
 # Absolute links in mails the worker sends (it has no request), e.g. https://stems.example.com
-SITE_URL = env_str("SITE_URL", "").rstrip("/")
+SITE_URL = env.str("SITE_URL", default="").rstrip("/")
 # mandatory: unverified accounts may log in and see their balance but not upload.
-EMAIL_VERIFICATION = env_str("EMAIL_VERIFICATION", "optional" if DEBUG else "mandatory")
-if EMAIL_VERIFICATION not in {"none", "optional", "mandatory"}:
-    raise ImproperlyConfigured(f"EMAIL_VERIFICATION must be none, optional or mandatory; got {EMAIL_VERIFICATION!r}")
+EMAIL_VERIFICATION = env(
+    "EMAIL_VERIFICATION", cast=one_of("none", "optional", "mandatory"), default="optional" if DEBUG else "mandatory"
+)
 # allauth's "mandatory" makes a sign-up wait for the link, so the sign-up page answers a taken
 # address as it answers a new one (mailing its owner instead); logging in does not wait
 # (accounts.adapter), only uploads do. Otherwise allauth mails the link and lets people in.
@@ -441,29 +339,27 @@ ACCOUNT_PREVENT_ENUMERATION = True
 
 # Payments: Stripe Checkout when STRIPE_SECRET_KEY is set; otherwise simulated purchases,
 # which are refused with DEBUG off unless PAYMENTS_SIMULATED=1.
-STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
-STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 if STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
     raise ImproperlyConfigured("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY: credits arrive by webhook.")
-PAYMENTS_SIMULATED = env_bool("PAYMENTS_SIMULATED", DEBUG)
+PAYMENTS_SIMULATED = env.bool("PAYMENTS_SIMULATED", default=DEBUG)
 # Another Stripe-compatible API endpoint (stripe-mock, the tests' fake server); empty: Stripe's.
-STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 
 # Logs go to stderr: readable text by default, one JSON object a line with LOG_FORMAT=json.
-# Each line carries the request id, user id and job id (demucs_service.log_context).
-LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
-if LOG_FORMAT not in {"text", "json"}:
-    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json; got {LOG_FORMAT!r}")
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL; got {LOG_LEVEL!r}")
+# Each line carries the request id, user id and job id (demucs_service.observability.log_context).
+LOG_FORMAT = env("LOG_FORMAT", cast=one_of("text", "json", normalise=str.lower), default="text")
+LOG_LEVEL = env(
+    "LOG_LEVEL", cast=one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", normalise=str.upper), default="INFO"
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "demucs_service.log_context.ContextFilter"}},
+    "filters": {"context": {"()": "demucs_service.observability.log_context.ContextFilter"}},
     "formatters": {
-        "text": {"()": "demucs_service.json_logs.TextFormatter"},
-        "json": {"()": "demucs_service.json_logs.JsonFormatter"},
+        "text": {"()": "demucs_service.observability.log_formatters.TextFormatter"},
+        "json": {"()": "demucs_service.observability.log_formatters.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -475,17 +371,9 @@ LOGGING = {
     },
 }
 
-# Sentry when SENTRY_DSN is set: request errors, failed tasks and error-level logs.
-SENTRY_DSN = env_str("SENTRY_DSN", "")
-SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
-SENTRY_RELEASE = env_str("SENTRY_RELEASE", "")
-SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0.0, maximum=1.0)
-if SENTRY_DSN:
-    from demucs_service.sentry import sentry_init
-
-    sentry_init(
-        dsn=SENTRY_DSN,
-        environment=SENTRY_ENVIRONMENT,
-        release=SENTRY_RELEASE or None,
-        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
-    )
+# Sentry when SENTRY_DSN is set (demucs_service.observability starts it): request errors, failed
+# tasks and error-level logs.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0, minimum=0.0, maximum=1.0)

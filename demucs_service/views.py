@@ -91,7 +91,7 @@ def readyz(request):
 @permission_classes([AllowAny])
 def api_root(request):
     """Health check, as in the original API."""
-    return Response({"status": "ok", "service": "demucs-separation", "docs": request.build_absolute_uri("/api/docs/")})
+    return Response({"status": "ok", "service": "stemfold", "docs": request.build_absolute_uri("/api/docs/")})
 
 
 def _is_api(request) -> bool:

@@ -4,7 +4,7 @@
 cluster, so they never wait behind a separation (separation/migrations/0004_maintenance_cluster.py).
 """
 
-from demucs_service.log_context import job_context
+from demucs_service.observability.log_context import job_context
 from separation import maintenance
 from separation.scheduling import job_claim_next
 from separation.worker import job_run, through_database_outage

@@ -118,7 +118,7 @@ class IdempotencyKeyReused(UploadRefused):
 
 
 class UploadTooSlow(UploadRefused):
-    """The body stalled or came in slower than UPLOAD_MIN_KBPS (demucs_service/slow_clients.py)."""
+    """The body stalled or came in slower than UPLOAD_MIN_KBPS (demucs_service/middleware/slow_clients.py)."""
 
     code = "upload_too_slow"
 

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 
 def preload_model_names() -> list[str]:
-    """The models WORKER_PRELOAD_MODELS names, in SEPARATION_MODELS order for the keywords."""
+    """The models WORKER_PRELOAD_MODELS names, in catalogue order for the keywords."""
     from separation.catalog import default_model_name, models_list
 
     choice = settings.WORKER_PRELOAD_MODELS

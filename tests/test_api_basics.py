@@ -15,7 +15,7 @@ def test_it_answers_the_api_root_without_auth(api_client):
     assert response["Content-Type"].startswith("application/json")
     body = response.json()
     assert body["status"] == "ok"
-    assert body["service"] == "demucs-separation"
+    assert body["service"] == "stemfold"
     assert body["docs"].endswith("/api/docs/")
 
 
@@ -37,7 +37,7 @@ def test_it_serves_an_openapi_document_with_every_endpoint(api_client):
     schema = _schema(api_client)
 
     assert schema["openapi"].startswith("3.")
-    assert schema["info"]["title"] == "Demucs separation service API"
+    assert schema["info"]["title"] == "Stemfold API"
     for path in (
         "/api/auth/register",
         "/api/auth/login",

@@ -96,8 +96,8 @@ def test_the_503_is_logged_in_one_line_naming_where(db, user_client, monkeypatch
     connection.close()
     _database_down(monkeypatch)
 
-    with caplog.at_level("WARNING", logger="demucs_service.db_unavailable"):
+    with caplog.at_level("WARNING", logger="demucs_service.middleware.database_unavailable"):
         assert user_client.get("/api/credits/balance").status_code == 503
 
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "demucs_service.db_unavailable"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "demucs_service.middleware.database_unavailable"]
     assert line.startswith("Database unavailable (") and ".py:" in line and "site-packages" not in line, line

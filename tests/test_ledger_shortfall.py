@@ -13,6 +13,7 @@ from credits.models import CreditTransaction, Payment
 from credits.packs import pack_get
 from credits.services import credits_admin_grant, credits_purchase_simulated, ledger_append
 from demucs_service.statistics import statistics_collect
+from separation import catalog
 from separation.services import job_cancel, job_refund_by_admin
 from tests.audio import tone_bytes
 from tests.conftest import balance
@@ -36,9 +37,9 @@ SEVEN_CREDIT_SONG = tone_bytes(seconds=6.5)
 
 
 @pytest.fixture(autouse=True)
-def _stripe_and_price(settings, db):
+def _stripe_and_price(settings, db, monkeypatch):
     configure_stripe(settings)
-    settings.PRICE_PERIOD_SECONDS = 1
+    monkeypatch.setattr(catalog, "PRICE_PERIOD_SECONDS", 1)
     yield
     assert_ledger_consistent()
 

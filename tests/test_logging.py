@@ -9,8 +9,8 @@ import sys
 import pytest
 from django.urls import reverse
 
-from demucs_service.json_logs import JsonFormatter, TextFormatter
-from demucs_service.log_context import ContextFilter
+from demucs_service.observability.log_context import ContextFilter
+from demucs_service.observability.log_formatters import JsonFormatter, TextFormatter
 from separation import tasks
 from tests.conftest import bearer_client, logged_in
 from tests.factories import PASSWORD, UserFactory

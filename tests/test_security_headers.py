@@ -8,7 +8,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 from playwright.sync_api import sync_playwright
 
-from demucs_service.security_headers import API_DOCS_CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY
+from demucs_service.middleware.content_security_policy import API_DOCS_CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY
 from separation.tasks import separate_next_job
 from tests import e2e
 from tests.conftest import bearer_client, logged_in

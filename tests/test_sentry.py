@@ -4,6 +4,8 @@ server stands in for Sentry and keeps the envelopes it receives."""
 import gzip
 import json
 import queue
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing import Value
@@ -13,11 +15,11 @@ import sentry_sdk
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from demucs_service.sentry import sentry_init
+from demucs_service.observability.sentry import sentry_init
 from separation import tasks
 from separation.models import Job
 from tests.jobs import make_job
-from tests.test_settings import _settings
+from tests.test_settings import REPO_ROOT, SETUP, _env, _run, _settings
 
 pytestmark = pytest.mark.django_db
 
@@ -89,6 +91,36 @@ def test_settings_turn_sentry_on_with_a_dsn(tmp_path):
         "SENTRY_ENVIRONMENT": "staging",
         "SENTRY_TRACES_SAMPLE_RATE": 0.0,
     }
+
+
+def test_sentry_starts_with_django_in_the_web_server_and_in_commands_not_with_the_settings(tmp_path):
+    active = "import sentry_sdk; print(sentry_sdk.get_client().is_active())"
+    web = f"import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'demucs_service.settings'; {active}; "
+    web += f"import demucs_service.settings; {active}; import demucs_service.wsgi; {active}"
+    dsn = {"SECRET_KEY": "x" * 50, "SENTRY_DSN": "http://public@127.0.0.1:9/1"}
+
+    served = _run(tmp_path, web, **dsn)
+    # The workers: `manage.py qcluster` sets Django up as every command does.
+    command = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", active],
+        cwd=REPO_ROOT,
+        env=_env(tmp_path, **dsn),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.split() == ["False", "False", "True"]
+    assert command.returncode == 0, command.stderr
+    assert command.stdout.split() == ["True"]
+
+
+def test_a_bad_dsn_stops_every_process_at_start_up(tmp_path):
+    result = _run(tmp_path, SETUP, SECRET_KEY="x" * 50, SENTRY_DSN="not a dsn")
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SENTRY_DSN is not a valid Sentry DSN" in result.stderr
 
 
 def test_an_unexpected_failure_in_a_separation_task_is_reported(user, demo_model, sentry_server):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from demucs_service.settings import parse_credit_packs
+from demucs_service.environment import Env, credit_packs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETUP = "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'demucs_service.settings'; django.setup()"
@@ -90,7 +90,7 @@ def test_it_names_credit_packs_for_every_kind_of_bad_value(monkeypatch, value):
     monkeypatch.setenv("CREDIT_PACKS", value)
 
     with pytest.raises(ImproperlyConfigured, match="^CREDIT_PACKS"):
-        parse_credit_packs("CREDIT_PACKS", "unused:1:1")
+        Env()("CREDIT_PACKS", cast=credit_packs)
 
 
 def test_it_reads_credit_packs_from_the_environment(tmp_path):
@@ -105,7 +105,7 @@ def test_it_reads_credit_packs_from_the_environment(tmp_path):
 @pytest.mark.django_db
 def test_it_sells_the_configured_packs_through_the_api(api_client, settings, monkeypatch):
     monkeypatch.setenv("CREDIT_PACKS", "solo:1:0.50,bulk:500:40")
-    settings.CREDIT_PACKS = parse_credit_packs("CREDIT_PACKS", "unused:1:1")
+    settings.CREDIT_PACKS = Env()("CREDIT_PACKS", cast=credit_packs)
     settings.CREDIT_CURRENCY = "eur"
 
     response = api_client.get("/api/credits/packages")
@@ -124,7 +124,7 @@ def test_it_uses_a_sqlite_file_in_the_data_dir_without_database_url(tmp_path):
     assert database["ENGINE"] == "django.db.backends.sqlite3"
     assert database["NAME"] == str(tmp_path / "data" / "db.sqlite3")
     assert database["ATOMIC_REQUESTS"] is False
-    assert (tmp_path / "data").is_dir()
+    assert not (tmp_path / "data").exists()  # reading settings makes no folders; bin/run does
 
 
 def test_it_uses_postgres_from_database_url(tmp_path):
@@ -184,6 +184,141 @@ def test_it_starts_without_a_secret_key_and_without_hsts_or_secure_cookies_when_
 def test_it_parses_credit_packs_into_decimals(monkeypatch):
     monkeypatch.setenv("CREDIT_PACKS", "one:2.5:0.99")
 
-    assert parse_credit_packs("CREDIT_PACKS", "unused:1:1") == [
+    assert Env()("CREDIT_PACKS", cast=credit_packs) == [
         {"id": "one", "credits": Decimal("2.5"), "price": Decimal("0.99")}
     ]
+
+
+# --- how a value is read ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reader", "value", "expected"),
+    [
+        (lambda env: env.bool("X", default=True), "off", False),
+        (lambda env: env.bool("X", default=False), " Yes ", True),
+        (lambda env: env.int("X", default=1), "42", 42),
+        (lambda env: env.float("X", default=0.5, minimum=0, maximum=1), "0.25", 0.25),
+        (lambda env: env.list("X", default=[]), "a.example, ,b.example,", ["a.example", "b.example"]),
+        (lambda env: env.str("X", default=""), "$HOME", "$HOME"),  # taken as written, never a reference
+    ],
+)
+def test_it_reads_typed_values(monkeypatch, reader, value, expected):
+    monkeypatch.setenv("X", value)
+
+    assert reader(Env()) == expected
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_value_counts_as_unset(monkeypatch, blank):
+    monkeypatch.setenv("X", blank)
+    env = Env()
+
+    assert env.bool("X", default=True) is True
+    assert env.int("X", default=7, minimum=5) == 7
+    assert env.float("X", default=None, minimum=1, maximum=2) is None
+    assert env.str("X", default="kept") == "kept"
+    assert env("X", cast=credit_packs, default="a:1:1", parse_default=True)[0]["id"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("reader", "value", "message"),
+    [
+        (
+            lambda env: env.bool("X", default=False),
+            "maybe",
+            "X must be one of 1/0, true/false, yes/no, on/off",
+        ),
+        (lambda env: env.bool("X", default=False), "2", "X must be one of 1/0"),
+        (lambda env: env.int("X", default=1), "1.5", "X must be a whole number; got '1.5'"),
+        (lambda env: env.int("X", default=1, minimum=1), "0", "X must be at least 1; got 0"),
+        (lambda env: env.float("X", default=0.5, minimum=0, maximum=1), "0.5x", "X must be a number; got '0.5x'"),
+        (lambda env: env.float("X", default=0.5, minimum=0, maximum=0.9), "1", "X must be between 0 and 0.9; got 1.0"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_what_it_accepts(monkeypatch, reader, value, message):
+    monkeypatch.setenv("X", value)
+
+    with pytest.raises(ImproperlyConfigured) as raised:
+        reader(Env())
+    assert str(raised.value).startswith(message)
+
+
+def test_export_of_the_example_file_keeps_the_defaults(tmp_path):
+    """`.env.example` leaves many variables empty; exported as they are, the defaults hold."""
+    example = {}
+    for line in (REPO_ROOT / ".env.example").read_text().splitlines():
+        name, equals, value = line.partition("=")
+        if equals and not line.startswith("#"):
+            example[name] = value.strip('"')
+    names = [
+        "DEBUG",
+        "PAYMENTS_SIMULATED",
+        "EMAIL_VERIFICATION",
+        "DEMUCS_SEGMENT",
+        "SENTRY_ENVIRONMENT",
+        "EMAIL_BACKEND",
+    ]
+
+    values = _settings(tmp_path, names, **{**example, "DEBUG": "1", "DATA_DIR": str(tmp_path / "data")})
+
+    assert values == {
+        "DEBUG": True,
+        "PAYMENTS_SIMULATED": True,
+        "EMAIL_VERIFICATION": "optional",
+        "DEMUCS_SEGMENT": None,
+        "SENTRY_ENVIRONMENT": "development",
+        "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_UPLOAD_MB", "0", "MAX_UPLOAD_MB must be at least 1; got 0"),
+        ("DEMUCS_OVERLAP", "0.95", "DEMUCS_OVERLAP must be between 0.0 and 0.9; got 0.95"),
+        ("DEMUCS_DEVICE", "gpu", "DEMUCS_DEVICE must be auto, cpu, cuda or cuda:N; got 'gpu'"),
+        ("THROTTLE_UPLOAD", "lots", "THROTTLE_UPLOAD must look like 10/minute (s, m, h or d); got 'lots'"),
+        ("EMAIL_VERIFICATION", "always", "EMAIL_VERIFICATION must be none, optional or mandatory; got 'always'"),
+        ("EMAIL_URL", "pigeon://coop", "EMAIL_URL is not a valid email URL"),
+        # Checked against the separation app's catalogue when the app starts.
+        ("DEFAULT_MODEL", "htdemucs_9s", "DEFAULT_MODEL must be one of htdemucs, htdemucs_6s, hdemucs_mmi,"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, name, value, message):
+    result = _run(tmp_path, SETUP, DEBUG="1", **{name: value})
+
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {message}" in result.stderr
+
+
+def test_a_bad_database_url_is_named_without_repeating_its_password(tmp_path):
+    result = _run(tmp_path, SETUP, DEBUG="1", DATABASE_URL="postgress://someone:hunter2@db/stems")
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DATABASE_URL is not a valid database URL" in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["smtp://mailer:hunter2@[mail.example.com:587", "smtp://mailer:hunter2@mail:port"])
+def test_a_bad_email_url_is_named_without_repeating_its_password(monkeypatch, url):
+    monkeypatch.setenv("EMAIL_URL", url)
+
+    with pytest.raises(ImproperlyConfigured, match="^EMAIL_URL is not a valid email URL") as raised:
+        Env().email_url("EMAIL_URL", default="consolemail://")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_it_reads_the_mail_server_from_email_url(tmp_path):
+    names = ["EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS"]
+
+    values = _settings(tmp_path, names, DEBUG="1", EMAIL_URL="smtp+tls://mailer:s3cret@mail.example.com:587")
+
+    assert values == {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "mail.example.com",
+        "EMAIL_PORT": 587,
+        "EMAIL_HOST_USER": "mailer",
+        "EMAIL_HOST_PASSWORD": "s3cret",
+        "EMAIL_USE_TLS": True,
+    }

@@ -8,6 +8,7 @@ import pytest
 from django.db.models import Sum
 
 from credits.models import CreditTransaction, Payment
+from separation import catalog
 from separation.services import job_cancel, job_refund_by_admin
 from tests.audio import tone_bytes
 from tests.conftest import balance
@@ -33,9 +34,9 @@ SEVEN_CREDIT_SONG = tone_bytes(seconds=6.5)  # at one credit a second
 
 
 @pytest.fixture(autouse=True)
-def _stripe_and_price(settings):
+def _stripe_and_price(settings, monkeypatch):
     configure_stripe(settings)
-    settings.PRICE_PERIOD_SECONDS = 1
+    monkeypatch.setattr(catalog, "PRICE_PERIOD_SECONDS", 1)
     yield
     assert_ledger_consistent()
 

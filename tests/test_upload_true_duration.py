@@ -7,6 +7,7 @@ import pytest
 import soundfile
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from separation import catalog
 from separation.models import Job
 from separation.tasks import separate_next_job
 from tests.audio import flac_claiming_samples, mp3_claiming_seconds, tone_bytes
@@ -49,8 +50,8 @@ def test_it_refuses_an_mp3_longer_than_the_limit_whatever_its_header_claims(user
     assert balance(user) == Decimal(3)
 
 
-def test_it_charges_a_flac_by_its_decoded_length_not_its_streaminfo(user, user_client, settings):
-    settings.PRICE_PERIOD_SECONDS = 5  # a short file crosses price periods
+def test_it_charges_a_flac_by_its_decoded_length_not_its_streaminfo(user, user_client, monkeypatch):
+    monkeypatch.setattr(catalog, "PRICE_PERIOD_SECONDS", 5)  # a short file crosses price periods
     song = flac_claiming_samples(tone_bytes(15.0, fmt="flac"), 2 * 44100)
 
     response = post(user_client, song, "liar.flac")

@@ -4,15 +4,15 @@ the web process or the cluster parent; WORKER_PRELOAD_MODELS chooses which."""
 import re
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
 
-from demucs_service.settings import parse_preload_models
+from demucs_service.environment import Env, preload_models
 from separation import engine, worker_warmup
 from separation.models import Job
 from separation.services import engine_config
 from tests import e2e
 from tests.factories import UserFactory
 from tests.jobs import make_job
+from tests.test_settings import SETUP, _run
 
 WARM = re.compile(r"Worker \S+ \(pid (\d+)\) loaded the model '(\w+)' in [\d.]+ s before its first task")
 TASK_LOAD = re.compile(r"Job \S+ loaded its model '(\w+)' in worker pid \d+")
@@ -33,14 +33,15 @@ TASK_LOAD = re.compile(r"Job \S+ loaded its model '(\w+)' in worker pid \d+")
 )
 def test_the_setting_is_parsed_strictly(monkeypatch, value, expected):
     monkeypatch.setenv("WORKER_PRELOAD_MODELS", value)
-    assert parse_preload_models("WORKER_PRELOAD_MODELS", "installed") == expected
+    assert Env()("WORKER_PRELOAD_MODELS", cast=preload_models, default="installed") == expected
 
 
 @pytest.mark.parametrize("value", ["all", "htdemucs,nope", ",", "demo;htdemucs"])
-def test_a_bad_setting_names_the_variable(monkeypatch, value):
-    monkeypatch.setenv("WORKER_PRELOAD_MODELS", value)
-    with pytest.raises(ImproperlyConfigured, match="WORKER_PRELOAD_MODELS"):
-        parse_preload_models("WORKER_PRELOAD_MODELS", "installed")
+def test_a_bad_setting_stops_start_up_naming_the_variable(tmp_path, value):
+    result = _run(tmp_path, SETUP, DEBUG="1", WORKER_PRELOAD_MODELS=value)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: WORKER_PRELOAD_MODELS must be installed, default, none or a" in result.stderr
 
 
 def test_the_names_follow_the_setting(settings, demo_model, offline):

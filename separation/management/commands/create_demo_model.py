@@ -17,7 +17,7 @@ Presets:
   members as NAME_0.th .. NAME_3.th and NAME.yaml listing them, so
   `demucs.pretrained.get_model(NAME, repo=DIR)` returns a BagOfModels.
 
-The service offers the names in settings.SEPARATION_MODELS whose weights are in
+The service offers the names in its catalogue (separation/catalog.py) whose weights are in
 DEMUCS_MODEL_REPO. To benchmark at real size, write the presets under the names the service
 offers into a folder of their own and point DEMUCS_MODEL_REPO there (bench/separation.py
 does this), e.g. `--preset htdemucs --name htdemucs` and `--preset htdemucs_ft --name

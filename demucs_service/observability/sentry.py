@@ -1,4 +1,4 @@
-"""Sentry, on when SENTRY_DSN is set (called from settings).
+"""Sentry, on when SENTRY_DSN is set (started by this app's ready()).
 
 Besides Django's own errors, error-level log records become events: django-q2 catches a
 task's exception and logs it at error level with the traceback, so failed tasks are reported,

@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 
-from demucs_service.log_context import request_id_var, request_var
+from demucs_service.observability.log_context import request_id_var, request_var
 
 HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")

@@ -1,6 +1,6 @@
 """What a log record is about: the request, its user and the job, carried in contextvars.
 
-The request middleware (demucs_service.request_logging) sets the request id and the request;
+The request middleware (demucs_service.middleware.request_logging) sets the request id and the request;
 the worker's task entry point sets the job id. ContextFilter copies them onto every record a
 handler formats, unless the call passed its own with `extra=`.
 """
