@@ -8,8 +8,15 @@ Kind = CreditTransaction.Kind
 ZERO = Value(0, output_field=DecimalField(max_digits=10, decimal_places=2))
 
 
-def transactions_for_user(*, user):
+def transaction_list_for_user(*, user):
     return CreditTransaction.objects.filter(user=user).order_by("-id")
+
+
+def payment_get_for_user(*, user, session_id: str) -> Payment | None:
+    """The user's own payment of this checkout session; None for anyone else's, or none."""
+    if not session_id:
+        return None
+    return Payment.objects.filter(user=user, provider_session_id=session_id).first()
 
 
 def ledger_violations() -> list[str]:
