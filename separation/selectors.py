@@ -11,7 +11,7 @@ def job_get_for_user(*, user, job_id) -> Job:
     return get_object_or_404(Job, pk=job_id, user=user)
 
 
-def jobs_for_user(*, user):
+def job_list_for_user(*, user):
     return Job.objects.filter(user=user).order_by("-created_at")
 
 
