@@ -53,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             web_threads=args.web_threads,
             separation_workers=args.separation_workers,
             max_upload_mb=sizes.max_upload_mb,
-            extra_env={
-                "MAX_DURATION_MINUTES": str(sizes.max_minutes),
-                "STORAGE_QUOTA_MB": str(sizes.storage_quota_mb),
-                "MAX_RUNNING_JOBS_PER_USER": "1",
-            },
+            extra_env=sizes.server_env(),
         ) as stack:
             print(f"[reliability] gunicorn {args.web_workers}x{args.web_threads} and a qcluster on {stack.base_url}")
             try:
