@@ -12,7 +12,7 @@ from accounts.services import (
     LoginThrottled,
     VerificationMail,
     email_verification_send,
-    password_reset_confirm,
+    password_reset_complete,
     password_reset_request,
     token_revoke,
     user_authenticate,
@@ -90,7 +90,7 @@ def register(request):
     data.is_valid(raise_exception=True)
     user = user_create(**data.validated_data)
     try:
-        email_verification_send(request=request._request, user=user, signup=True)
+        email_verification_send(request=request, user=user, signup=True)
     except Exception:  # the account stands; the person can ask for the mail again
         logger.exception("Could not send the verification mail to user %s", user.pk)
     return Response(
@@ -130,7 +130,7 @@ def login(request):
     data.is_valid(raise_exception=True)
     identifier = data.validated_data.get("email") or data.validated_data["username"]
     try:
-        user = user_authenticate(request=request._request, login=identifier, password=data.validated_data["password"])
+        user = user_authenticate(request=request, login=identifier, password=data.validated_data["password"])
     except LoginThrottled as throttled:
         raise exceptions.Throttled(wait=throttled.retry_after) from throttled
     if user is None:
@@ -192,7 +192,7 @@ VERIFICATION_ANSWERS = {
 @api_view(["POST"])
 def verify_email_resend(request):
     """Mail the verification link again."""
-    sent = email_verification_send(request=request._request, user=request.user)
+    sent = email_verification_send(request=request, user=request.user)
     return Response({"detail": VERIFICATION_ANSWERS[sent], "status": sent.value})
 
 
@@ -215,7 +215,7 @@ def password_reset(request):
     data = PasswordResetInput(data=request.data)
     data.is_valid(raise_exception=True)
     try:
-        password_reset_request(request=request._request, email=data.validated_data["email"])
+        password_reset_request(request=request, email=data.validated_data["email"])
     except Exception:  # a mail failure must not tell an account exists
         logger.exception("Could not send a password reset mail")
     return Response({"detail": PASSWORD_RESET_SENT}, status=status.HTTP_202_ACCEPTED)
@@ -236,9 +236,9 @@ class PasswordResetConfirmInput(serializers.Serializer):
 @authentication_classes([])
 @permission_classes([AllowAny])
 @throttle_classes([PasswordResetIPThrottle])
-def password_reset_confirm_view(request):
+def password_reset_confirm(request):
     """Set a new password with the uid and token from the mailed link. Each link works once."""
     data = PasswordResetConfirmInput(data=request.data)
     data.is_valid(raise_exception=True)
-    password_reset_confirm(request=request._request, **data.validated_data)
+    password_reset_complete(request=request, **data.validated_data)
     return Response({"detail": "Your password has been changed. Log in with the new one."})

@@ -1,11 +1,14 @@
 """Reads about accounts that more than one app needs."""
 
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Exists
+from django.db.models import Count, Exists
+from django.db.models.functions import TruncDate
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts.models import RevokedToken
@@ -46,3 +49,32 @@ def user_for_token(*, user_id, jti: str):
     revoked = RevokedToken.objects.filter(jti=jti)
     users = get_user_model().objects.annotate(token_revoked=Exists(revoked))
     return users.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first()
+
+
+@dataclass(frozen=True)
+class SignupStatistics:
+    per_day: list[int]  # accounts created on each day asked about
+    users_total: int  # all accounts
+
+    @property
+    def in_period(self) -> int:
+        return sum(self.per_day)
+
+
+def signup_statistics(*, days: list[date]) -> SignupStatistics:
+    """Sign-ups on each of `days` (consecutive calendar days in TIME_ZONE, oldest first) and the
+    number of accounts, in two queries whatever their number."""
+    index = {day: n for n, day in enumerate(days)}
+    per_day = [0] * len(days)
+    users = get_user_model().objects
+    rows = (
+        users.filter(date_joined__date__gte=days[0])
+        .annotate(day=TruncDate("date_joined"))
+        .values("day")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    for row in rows:
+        if row["day"] in index:
+            per_day[index[row["day"]]] = row["count"]
+    return SignupStatistics(per_day=per_day, users_total=users.count())

@@ -163,7 +163,7 @@ def _user_from_reset_token(*, uid: str, token: str):
     return user if default_token_generator.check_token(user, token) else None
 
 
-def password_reset_confirm(*, request, uid: str, token: str, new_password: str):
+def password_reset_complete(*, request, uid: str, token: str, new_password: str):
     """Set a new password from the mailed link's uid and token. The token hashes the current
     password, so it stops working once used."""
     user = _user_from_reset_token(uid=uid, token=token)

@@ -16,5 +16,5 @@ api_urlpatterns = [
     path("me", api.me, name="api-me"),
     path("verify-email/resend", api.verify_email_resend, name="api-verify-email-resend"),
     path("password-reset", api.password_reset, name="api-password-reset"),
-    path("password-reset/confirm", api.password_reset_confirm_view, name="api-password-reset-confirm"),
+    path("password-reset/confirm", api.password_reset_confirm, name="api-password-reset-confirm"),
 ]

@@ -61,10 +61,10 @@ from bench._common import (  # noqa: E402
     write_test_audio,
 )
 from reliability.harness import REPO_ROOT, wait_until  # noqa: E402
+from separation.demo_models import PRESETS, create_demo_model  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/demucs_bench_separation"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "demucs-bench-separation"
-PRESET_OF = {"demo": "demo", "htdemucs": "htdemucs", "htdemucs_ft": "htdemucs_ft"}
 WARM_LINE = r"Worker \S+ \(pid (\d+)\) loaded the model '{model}' in ([\d.]+) s before its first task"
 NO_PRELOAD_LINE = r"Worker \S+ \(pid (\d+)\) preloads no models"
 TASK_LOAD_LINE = r"Job (\S+) loaded its model"
@@ -134,9 +134,8 @@ class Bench:
         call_command("migrate", verbosity=0)
 
     def ensure_model(self, name: str) -> None:
-        from separation.management.commands.create_demo_model import create_demo_model
-
-        path, written = create_demo_model(self.models, name=name, preset=PRESET_OF[name])
+        """The untrained model of preset `name`, written under that name."""
+        path, written = create_demo_model(self.models, name=name, preset=name)
         print(f"model {name}: {'wrote' if written else 'using'} {path}", flush=True)
 
     def audio(self, minutes: float) -> Path:
@@ -619,8 +618,8 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("goal", nargs="+", choices=["overhead", "cli", "cold", "rss", "stems", "all"])
-    parser.add_argument("--model", default="htdemucs", choices=sorted(PRESET_OF), help="model for goals 1-4")
-    parser.add_argument("--stems-model", default="htdemucs_ft", choices=sorted(PRESET_OF), help="model for goal 5")
+    parser.add_argument("--model", default="htdemucs", choices=sorted(PRESETS), help="model for goals 1-4")
+    parser.add_argument("--stems-model", default="htdemucs_ft", choices=sorted(PRESETS), help="model for goal 5")
     parser.add_argument("--stem", default="vocals", help="the stem of the two-stem job (goal 5)")
     parser.add_argument("--minutes", type=float, default=3.0, help="track length (goal 4: the short track)")
     parser.add_argument("--long-minutes", type=float, default=10.0, help="goal 4's long track (the goal: 60)")

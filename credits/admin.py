@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from credits.models import OPEN_SHORTFALL, AccountOwing, CreditTransaction, Payment, PaymentReversal
-from credits.payments import payment_shortfall_collect, payment_shortfall_waive
+from credits.shortfalls import payment_shortfall_collect, payment_shortfall_waive
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

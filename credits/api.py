@@ -1,7 +1,6 @@
 import logging
 
 from django.http import JsonResponse
-from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
@@ -12,21 +11,13 @@ from rest_framework.response import Response
 
 from credits import stripe_checkout
 from credits.packs import pack_get, packs_list
-from credits.payment_providers import (
-    PaymentProviderError,
-    PaymentsMode,
-    WebhookInvalid,
-    WebhookNotConfigured,
-    payments_mode,
-)
-from credits.payments import payment_checkout_start, payment_event_handle
-from credits.selectors import transactions_for_user
-from credits.services import IdempotencyConflict, credits_purchase_simulated
+from credits.payment_events import payment_event_handle
+from credits.payment_providers import PaymentProviderError, WebhookInvalid, WebhookNotConfigured
+from credits.purchases import PAYMENTS_OFF_MESSAGE, PROVIDER_ERROR_MESSAGE, PaymentsOff, purchase_start
+from credits.selectors import transaction_list_for_user
+from credits.services import IdempotencyConflict
 
 logger = logging.getLogger(__name__)
-
-PAYMENTS_OFF_DETAIL = "Payments are not configured on this server, so credits cannot be bought."
-PROVIDER_ERROR_DETAIL = "The payment provider could not be reached. Nothing was charged; please try again."
 
 
 class BalanceOutput(serializers.Serializer):
@@ -85,12 +76,6 @@ class ErrorOutput(serializers.Serializer):
     code = serializers.CharField()
 
 
-def checkout_urls(request) -> tuple[str, str]:
-    """Where Stripe sends the customer back: the success page (with the session id) or the cancel page."""
-    success = request.build_absolute_uri(reverse("credits-success")) + "?session_id={CHECKOUT_SESSION_ID}"
-    return success, request.build_absolute_uri(reverse("credits-cancel"))
-
-
 @extend_schema(responses={200: BalanceOutput}, tags=["credits"])
 @api_view(["GET"])
 def balance(request):
@@ -131,57 +116,45 @@ def purchase(request):
     purchase that credits at once and takes no money."""
     data = PurchaseInput(data=request.data)
     data.is_valid(raise_exception=True)
-    pack = data.validated_data["package"]
-    mode = payments_mode()
-    if mode == PaymentsMode.OFF:
+    try:
+        started = purchase_start(
+            user=request.user,
+            pack=data.validated_data["package"],
+            site_url=request.build_absolute_uri("/"),
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
+        )
+    except PaymentsOff:
         return Response(
-            {"detail": PAYMENTS_OFF_DETAIL, "code": "payments_not_configured"},
+            {"detail": PAYMENTS_OFF_MESSAGE, "code": "payments_not_configured"},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-    if mode == PaymentsMode.STRIPE:
-        return _checkout(request, pack)
-    try:
-        posting = credits_purchase_simulated(
-            user=request.user, pack=pack, idempotency_key=request.headers.get("Idempotency-Key", "")[:100]
+    except PaymentProviderError:
+        return Response(
+            {"detail": PROVIDER_ERROR_MESSAGE, "code": "payment_provider_error"}, status=status.HTTP_502_BAD_GATEWAY
         )
     except IdempotencyConflict as conflict:
         return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
+    if started.payment is not None:
+        output = {
+            "checkout_url": started.checkout_url,
+            "session_id": started.payment.provider_session_id,
+            "payment_id": started.payment.pk,
+            "status": started.payment.status,
+            "credits": request.user.credits,
+            "simulated": False,
+            "package": started.pack,
+        }
+        return Response(CheckoutOutput(output).data, status=status.HTTP_201_CREATED)
     request.user.refresh_from_db(fields=["credits"])
     output = {
         "credits": request.user.credits,
         "simulated": True,
-        "package": pack,
-        "transaction": posting.transaction,
+        "package": started.pack,
+        "transaction": started.posting.transaction,
     }
     return Response(
-        PurchaseOutput(output).data, status=status.HTTP_201_CREATED if posting.created else status.HTTP_200_OK
+        PurchaseOutput(output).data, status=status.HTTP_201_CREATED if started.posting.created else status.HTTP_200_OK
     )
-
-
-def _checkout(request, pack):
-    success_url, cancel_url = checkout_urls(request)
-    try:
-        payment, url = payment_checkout_start(
-            user=request.user,
-            pack=pack,
-            success_url=success_url,
-            cancel_url=cancel_url,
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
-        )
-    except PaymentProviderError:
-        return Response(
-            {"detail": PROVIDER_ERROR_DETAIL, "code": "payment_provider_error"}, status=status.HTTP_502_BAD_GATEWAY
-        )
-    output = {
-        "checkout_url": url,
-        "session_id": payment.provider_session_id,
-        "payment_id": payment.pk,
-        "status": payment.status,
-        "credits": request.user.credits,
-        "simulated": False,
-        "package": pack,
-    }
-    return Response(CheckoutOutput(output).data, status=status.HTTP_201_CREATED)
 
 
 @csrf_exempt
@@ -210,4 +183,4 @@ class HistoryView(generics.ListAPIView):
     serializer_class = TransactionOutput
 
     def get_queryset(self):
-        return transactions_for_user(user=self.request.user)
+        return transaction_list_for_user(user=self.request.user)

@@ -2,7 +2,7 @@
 
 A provider module (credits/stripe_checkout.py; a Square one would sit beside it) starts a hosted
 checkout for a pack and turns a verified webhook delivery into one of the events below. The
-services in credits/payments.py act on these events only, so adding a provider touches neither
+services in credits/payment_events.py act on these events only, so adding a provider touches neither
 them nor the ledger.
 """
 

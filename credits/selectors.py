@@ -1,15 +1,26 @@
+from dataclasses import dataclass
+from decimal import Decimal
+
 from django.contrib.auth import get_user_model
-from django.db.models import CharField, DecimalField, F, OuterRef, Q, Subquery, Sum, Value, Window
+from django.db.models import CharField, Count, DecimalField, F, OuterRef, Q, Subquery, Sum, Value, Window
 from django.db.models.functions import Cast, Coalesce, Concat, Lag
 
 from credits.models import OPEN_SHORTFALL, CreditTransaction, Payment
+from credits.packs import packs_list
 
 Kind = CreditTransaction.Kind
 ZERO = Value(0, output_field=DecimalField(max_digits=10, decimal_places=2))
 
 
-def transactions_for_user(*, user):
+def transaction_list_for_user(*, user):
     return CreditTransaction.objects.filter(user=user).order_by("-id")
+
+
+def payment_get_for_user(*, user, session_id: str) -> Payment | None:
+    """The user's own payment of this checkout session; None for anyone else's, or none."""
+    if not session_id:
+        return None
+    return Payment.objects.filter(user=user, provider_session_id=session_id).first()
 
 
 def ledger_violations() -> list[str]:
@@ -100,3 +111,103 @@ def payment_violations() -> list[str]:
             f"{payment.pk} has an open shortfall of {payment.open_shortfall} (credits came back without repaying it)"
         )
     return violations
+
+
+# Statistics for the admin's statistics page: one aggregate query each, whatever the volume.
+
+
+@dataclass(frozen=True)
+class CreditStatistics:
+    """Credits moved through the ledger, all time, as positive figures."""
+
+    sold: Decimal  # purchase rows, paid and simulated
+    sold_simulated: Decimal
+    simulated_purchases: int
+    charged: Decimal  # job charges
+    refunded: Decimal  # job refunds, automatic and by operators
+    granted: Decimal  # signup bonuses and operator grants
+    reversed: Decimal  # taken back for refunded or disputed payments
+
+    @property
+    def spent(self) -> Decimal:
+        return self.charged - self.refunded
+
+
+def credit_statistics() -> CreditStatistics:
+    def total(condition: Q) -> Sum:
+        return Sum("amount", filter=condition, default=Decimal("0.00"))
+
+    # A purchase credited without money changing hands (services.credits_purchase_simulated).
+    simulated = Q(kind=Kind.PURCHASE, reference__startswith="simulated:")
+    totals = CreditTransaction.objects.aggregate(
+        sold=total(Q(kind=Kind.PURCHASE)),
+        sold_simulated=total(simulated),
+        simulated_purchases=Count("pk", filter=simulated),
+        charged=total(Q(kind=Kind.JOB_CHARGE)),
+        refunded=total(Q(kind__in=[Kind.JOB_REFUND, Kind.ADMIN_REFUND])),
+        granted=total(Q(kind__in=[Kind.SIGNUP_BONUS, Kind.ADMIN_GRANT])),
+        # Net: taken back at once, or later as a shortfall's repayment, less what a won dispute gave back.
+        reversed=total(Q(kind__in=[Kind.PAYMENT_REVERSAL, Kind.SHORTFALL_REPAYMENT, Kind.PAYMENT_REINSTATED])),
+    )
+    return CreditStatistics(
+        sold=totals["sold"],
+        sold_simulated=totals["sold_simulated"],
+        simulated_purchases=totals["simulated_purchases"],
+        charged=-totals["charged"],
+        refunded=totals["refunded"],
+        granted=totals["granted"],
+        reversed=-totals["reversed"],
+    )
+
+
+@dataclass(frozen=True)
+class PackRevenue:
+    pack_id: str
+    label: str
+    currency: str
+    payments: int
+    credits: Decimal
+    gross: Decimal
+    reversed: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.gross - self.reversed
+
+
+@dataclass(frozen=True)
+class RevenueStatistics:
+    by_pack: list[PackRevenue]
+
+    @property
+    def net_by_currency(self) -> dict[str, Decimal]:
+        totals: dict[str, Decimal] = {}
+        for row in self.by_pack:
+            totals[row.currency] = totals.get(row.currency, Decimal("0.00")) + row.net
+        return totals
+
+
+def revenue_statistics() -> RevenueStatistics:
+    """Revenue by pack and currency: payments whose credits were granted (paid, and those refunded
+    or disputed since), less what was refunded or disputed. Simulated purchases took no money."""
+    labels = {pack.id: pack.label for pack in packs_list()}
+    rows = (
+        Payment.objects.filter(credited_at__isnull=False)
+        .values("pack_id", "currency")
+        .annotate(payments=Count("pk"), credits=Sum("credits"), gross=Sum("amount"), reversed=Sum("amount_reversed"))
+        .order_by("currency", "pack_id")
+    )
+    return RevenueStatistics(
+        by_pack=[
+            PackRevenue(
+                pack_id=row["pack_id"],
+                label=labels.get(row["pack_id"], "pack no longer on sale"),
+                currency=row["currency"].upper(),
+                payments=row["payments"],
+                credits=row["credits"],
+                gross=row["gross"],
+                reversed=row["reversed"],
+            )
+            for row in rows
+        ]
+    )

@@ -6,7 +6,7 @@ change with a reference happens at most once however often it is asked for.
 
 Credits that come back to an account (refunds, grants, purchases, bonuses, a won dispute) first
 repay its open shortfalls: what refunds and disputes could not take back because the credits had
-been spent. Lock order, everywhere: the user's row, then that user's Payment rows (payments.py
+been spent. Lock order, everywhere: the user's row, then that user's Payment rows (payment_events.py
 takes a payment intent's advisory lock before both; a job's row comes before both too).
 """
 
@@ -56,6 +56,12 @@ def ledger_lock_user(*, user_id: int) -> Decimal:
     """Lock the user's row until the transaction ends (the first lock of every balance change
     but a payment intent's or a job's) and return the balance."""
     return get_user_model().objects.select_for_update().values_list("credits", flat=True).get(pk=user_id)
+
+
+def ledger_lock_payment(*, payment: Payment) -> Payment:
+    """The payment read afresh under its user's lock and its own, in the ledger's lock order."""
+    ledger_lock_user(user_id=payment.user_id)
+    return Payment.objects.select_for_update().get(pk=payment.pk)
 
 
 def ledger_append(

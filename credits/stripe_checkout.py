@@ -1,6 +1,7 @@
 """Stripe Checkout: start a hosted checkout for a pack, and read Stripe's webhook deliveries.
 
-Nothing here touches the database; credits/payments.py acts on what these functions return.
+Nothing here touches the database; credits/purchases.py and credits/payment_events.py act on what
+these functions return.
 """
 
 import logging

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             web_threads=args.web_threads,
             separation_workers=args.separation_workers,
             max_upload_mb=sizes.max_upload_mb,
-            extra_env=sizes.stack_env(),
+            extra_env=sizes.server_env(),
         ) as stack:
             print(f"[reliability] gunicorn {args.web_workers}x{args.web_threads} and a qcluster on {stack.base_url}")
             try:

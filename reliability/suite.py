@@ -26,8 +26,8 @@ class Sizes:
     # The fault rows that run: the worker ones and the PostgreSQL restart are slow (a long clip).
     faults: tuple[str, ...] = ("refund_race", "queue", "sigkill", "sigterm", "sigterm_group", "postgres")
 
-    def stack_env(self) -> dict[str, str]:
-        """The servers' settings these sizes need: limits low enough for the rows to reach them."""
+    def server_env(self) -> dict[str, str]:
+        """The servers' limits the rows are measured against (running_stack sets MAX_UPLOAD_MB)."""
         return {
             "MAX_DURATION_MINUTES": str(self.max_minutes),
             "STORAGE_QUOTA_MB": str(self.storage_quota_mb),

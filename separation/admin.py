@@ -1,11 +1,36 @@
+from datetime import date, timedelta
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
-from demucs_service.statistics import statistics_collect
+from accounts.selectors import SignupStatistics, signup_statistics
+from credits.selectors import credit_statistics, revenue_statistics
 from separation.models import Job
+from separation.selectors import JobStatistics, broker_queue_statistics, job_statistics
 from separation.services import job_refund_by_admin, job_requeue
+
+STATISTICS_DAYS = 30
+
+
+def statistics_days(*, count: int = STATISTICS_DAYS) -> list[date]:
+    """The statistics page's period: the last `count` calendar days in TIME_ZONE, today last."""
+    today = timezone.localdate()
+    return [today - timedelta(days=n) for n in reversed(range(count))]
+
+
+def statistics_chart_data(*, days: list[date], signups: SignupStatistics, jobs: JobStatistics) -> dict:
+    """What static/js/admin-statistics.js draws; JSON-safe."""
+    return {
+        "days": [day.isoformat() for day in days],
+        "signups": signups.per_day,
+        "jobsByStatus": [
+            {"label": label, "key": key, "data": jobs.per_day_by_status[key]} for key, label in Job.Status.choices
+        ],
+        "jobsByModel": [{"label": name, "data": data} for name, data in jobs.per_day_by_model.items()],
+    }
 
 
 @admin.register(Job)
@@ -35,17 +60,23 @@ class JobAdmin(admin.ModelAdmin):
         """Sign-ups, jobs, failure rate, credits, revenue and queue, with a chart."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        stats = statistics_collect()
+        days = statistics_days()
+        signups = signup_statistics(days=days)
+        jobs = job_statistics(days=days)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Statistics",
-            "subtitle": f"Last {len(stats.days)} days, and all time",
-            "stats": stats,
-            "chart_data": stats.chart_data(),
+            "subtitle": f"Last {len(days)} days, and all time",
+            "days": days,
+            "signups": signups,
+            "jobs": jobs,
+            "ledger": credit_statistics(),
+            "revenue": revenue_statistics(),
+            "broker_queue": broker_queue_statistics(),
+            "chart_data": statistics_chart_data(days=days, signups=signups, jobs=jobs),
             "status_rows": [
-                (label, stats.jobs_by_status[key], sum(stats.jobs_per_day_by_status[key]))
-                for key, label in Job.Status.choices
+                (label, jobs.by_status[key], jobs.in_period_by_status[key]) for key, label in Job.Status.choices
             ],
         }
         return TemplateResponse(request, "admin/statistics.html", context)

@@ -14,7 +14,7 @@ from separation.catalog import default_model_name, models_list
 from separation.downloads import file_response
 from separation.models import Job
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_get_for_user, jobs_for_user
+from separation.selectors import job_get_for_user, job_list_for_user
 from separation.services import job_cancel
 from separation.upload_errors import (
     UploadRefused,
@@ -222,7 +222,7 @@ class JobListView(generics.ListAPIView):
     serializer_class = JobOutput
 
     def get_queryset(self):
-        return jobs_for_user(user=self.request.user)
+        return job_list_for_user(user=self.request.user)
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())

@@ -16,7 +16,7 @@ from separation.catalog import default_model_name, models_list
 from separation.downloads import file_response
 from separation.models import Job
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_get_for_user, jobs_for_user
+from separation.selectors import job_get_for_user, job_list_for_user
 from separation.services import job_cancel
 from separation.storage_quota import storage_use
 from separation.upload_errors import EmailNotVerified, NotEnoughCredits, UploadRefused
@@ -25,7 +25,7 @@ from separation.uploads import JobOptions, upload_accept
 
 
 def _job_list_context(request) -> dict:
-    jobs = Paginator(jobs_for_user(user=request.user), 20).get_page(request.GET.get("page"))
+    jobs = Paginator(job_list_for_user(user=request.user), 20).get_page(request.GET.get("page"))
     return {"jobs": jobs, "any_active": any(job.is_active for job in jobs)}
 
 

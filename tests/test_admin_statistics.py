@@ -15,8 +15,10 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from accounts.models import User
+from accounts.selectors import signup_statistics
 from credits.models import CreditTransaction, Payment
 from credits.packs import pack_get
+from credits.selectors import credit_statistics, revenue_statistics
 from credits.services import (
     credits_admin_grant,
     credits_charge_job,
@@ -24,8 +26,9 @@ from credits.services import (
     credits_refund_job,
     ledger_append,
 )
-from demucs_service.statistics import statistics_collect
+from separation.admin import statistics_days
 from separation.models import Job
+from separation.selectors import job_statistics
 from tests import e2e
 from tests.conftest import logged_in
 from tests.factories import UserFactory
@@ -128,52 +131,54 @@ def seeded(settings):
 
 
 def test_it_counts_what_the_tables_hold(seeded):
-    stats = statistics_collect()
+    days = statistics_days()
     today = timezone.localdate()
 
-    assert len(stats.days) == 30 and stats.days[-1] == today
-    assert stats.users_total == 5
-    assert stats.signups_in_period == 4
-    per_day = dict(zip(stats.days, stats.signups_per_day, strict=True))
+    assert len(days) == 30 and days[-1] == today
+    signups = signup_statistics(days=days)
+    assert signups.users_total == 5
+    assert signups.in_period == 4
+    per_day = dict(zip(days, signups.per_day, strict=True))
     assert per_day[today] == 2
     assert per_day[today - timedelta(days=3)] == 1
     assert per_day[today - timedelta(days=10)] == 1
-    assert sum(stats.signups_per_day) == 4
+    assert sum(signups.per_day) == 4
 
-    assert stats.jobs_by_status == {"PENDING": 1, "PROCESSING": 1, "COMPLETED": 5, "FAILED": 3, "CANCELLED": 1}
-    assert stats.jobs_in_period == 9
-    status_today = {key: values[-1] for key, values in stats.jobs_per_day_by_status.items()}
+    jobs = job_statistics(days=days)
+    assert jobs.by_status == {"PENDING": 1, "PROCESSING": 1, "COMPLETED": 5, "FAILED": 3, "CANCELLED": 1}
+    assert jobs.in_period == 9
+    status_today = {key: values[-1] for key, values in jobs.per_day_by_status.items()}
     assert status_today == {"PENDING": 1, "PROCESSING": 1, "COMPLETED": 2, "FAILED": 0, "CANCELLED": 0}
-    yesterday = {key: values[-2] for key, values in stats.jobs_per_day_by_status.items()}
+    yesterday = {key: values[-2] for key, values in jobs.per_day_by_status.items()}
     assert yesterday == {"PENDING": 0, "PROCESSING": 0, "COMPLETED": 1, "FAILED": 1, "CANCELLED": 1}
-    models_in_period = {model: sum(values) for model, values in stats.jobs_per_day_by_model.items()}
+    models_in_period = {model: sum(values) for model, values in jobs.per_day_by_model.items()}
     assert models_in_period == {"demo": 4, "htdemucs": 4, "htdemucs_6s": 1}
-    assert stats.jobs_per_day_by_model["htdemucs"][-6] == 2  # five days ago
+    assert jobs.per_day_by_model["htdemucs"][-6] == 2  # five days ago
 
-    assert stats.failure_rate == pytest.approx(3 / 8)  # failed / (completed + failed)
-    assert stats.failure_rate_in_period == pytest.approx(2 / 6)
-    assert stats.failure_percent == "37.5"
+    assert jobs.failure_rate == pytest.approx(3 / 8)  # failed / (completed + failed)
+    assert jobs.failure_rate_in_period == pytest.approx(2 / 6)
+    assert jobs.failure_percent == "37.5"
 
-    assert stats.credits_sold == Decimal(160)  # 25 + 25 + 100 paid, 2 x 5 simulated
-    assert stats.credits_sold_simulated == Decimal(10)
-    assert stats.simulated_purchases == 2
-    assert stats.credits_charged == Decimal(14)
-    assert stats.credits_refunded == Decimal(4)
-    assert stats.credits_spent == Decimal(10)
-    assert stats.credits_granted == Decimal(5 * 3 + 20)
-    assert stats.credits_reversed == Decimal(100)
+    ledger = credit_statistics()
+    assert ledger.sold == Decimal(160)  # 25 + 25 + 100 paid, 2 x 5 simulated
+    assert ledger.sold_simulated == Decimal(10)
+    assert ledger.simulated_purchases == 2
+    assert ledger.charged == Decimal(14)
+    assert ledger.refunded == Decimal(4)
+    assert ledger.spent == Decimal(10)
+    assert ledger.granted == Decimal(5 * 3 + 20)
+    assert ledger.reversed == Decimal(100)
 
-    revenue = {
-        row.pack_id: (row.payments, row.credits, row.gross, row.reversed, row.net) for row in stats.revenue_by_pack
-    }
-    assert revenue == {
+    revenue = revenue_statistics()
+    by_pack = {row.pack_id: (row.payments, row.credits, row.gross, row.reversed, row.net) for row in revenue.by_pack}
+    assert by_pack == {
         "pro": (1, Decimal(100), Decimal("15.00"), Decimal("15.00"), Decimal("0.00")),
         "standard": (2, Decimal(50), Decimal("8.00"), Decimal("0.00"), Decimal("8.00")),
     }
-    assert stats.revenue_totals == {"USD": Decimal("8.00")}
+    assert revenue.net_by_currency == {"USD": Decimal("8.00")}
 
-    assert stats.queue_pending_jobs == 1
-    assert stats.queue_processing_jobs == 1
+    assert jobs.waiting == 1
+    assert jobs.separating == 1
 
 
 def test_the_page_shows_the_numbers_and_the_chart_data(seeded):
@@ -182,10 +187,9 @@ def test_the_page_shows_the_numbers_and_the_chart_data(seeded):
     response = logged_in(seeded).get(URL)
 
     assert response.status_code == 200
-    stats = response.context["stats"]
-    assert stats.signups_in_period == 4
+    assert response.context["signups"].in_period == 4
     if Conf.ORM:
-        assert stats.queue_broker_tasks == 1
+        assert response.context["broker_queue"].tasks == 1
     html = response.content.decode()
 
     def card(name):

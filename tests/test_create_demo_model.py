@@ -9,7 +9,7 @@ import pytest
 import soundfile
 from django.core.management import CommandError, call_command
 
-from separation.management.commands.create_demo_model import PRESETS, create_demo_model
+from separation.demo_models import PRESETS, create_demo_model
 
 
 def run_command(**options) -> str:

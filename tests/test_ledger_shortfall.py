@@ -11,8 +11,8 @@ from django.db.models import F
 
 from credits.models import CreditTransaction, Payment
 from credits.packs import pack_get
+from credits.selectors import credit_statistics
 from credits.services import credits_admin_grant, credits_purchase_simulated, ledger_append
-from demucs_service.statistics import statistics_collect
 from separation import catalog
 from separation.services import job_cancel, job_refund_by_admin
 from tests.audio import tone_bytes
@@ -111,7 +111,7 @@ def test_it_does_not_give_a_disputed_purchase_back_when_the_jobs_it_paid_for_are
     assert "Ledger consistent" in audit
     assert "open shortfall" not in audit
     # The admin's statistics count the repaid credits as taken back for the dispute.
-    assert statistics_collect().credits_reversed == 25
+    assert credit_statistics().reversed == 25
 
 
 def test_it_writes_each_repayment_right_after_its_credit_naming_both(user):

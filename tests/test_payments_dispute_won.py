@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 
 from credits.models import CreditTransaction, Payment, PaymentReversal
-from credits.payments import payment_shortfall_waive
 from credits.services import ledger_append
+from credits.shortfalls import payment_shortfall_waive
 from tests.conftest import balance
 from tests.test_payments_support import (
     assert_ledger_consistent,

@@ -24,7 +24,7 @@ def test_the_ci_sized_reliability_suite_holds(tmp_path, demo_model_repo):
         web_threads=8,
         separation_workers=2,
         max_upload_mb=CI.max_upload_mb,
-        extra_env=CI.stack_env(),
+        extra_env=CI.server_env(),
     ) as stack:
         rows = run_all(stack, CI)
         if not all(row.holds for row in rows):

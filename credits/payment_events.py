@@ -1,4 +1,4 @@
-"""Purchases through a payment provider: start a checkout, and act on the provider's verified events.
+"""What a payment provider's verified events do: a checkout paid, closed, refunded or disputed.
 
 Credits arrive only when the provider says the money is in (the checkout session id is the
 purchase's ledger reference, so a delivery repeated, retried or raced credits once) and go back
@@ -21,9 +21,8 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from credits import stripe_checkout
 from credits.models import CreditTransaction, Payment, PaymentReversal
-from credits.packs import CreditPack, pack_get
+from credits.packs import pack_get
 from credits.payment_providers import (
     CheckoutClosed,
     CheckoutCompleted,
@@ -32,7 +31,7 @@ from credits.payment_providers import (
     PaymentReinstated,
     PaymentReversed,
 )
-from credits.services import ledger_append, ledger_lock_user, shortfall_repay
+from credits.services import ledger_append, ledger_lock_payment, ledger_lock_user
 
 logger = logging.getLogger(__name__)
 
@@ -59,32 +58,6 @@ EVENT_FIELDS = [
 ]
 
 
-def payment_checkout_start(
-    *, user, pack: CreditPack, success_url: str, cancel_url: str, idempotency_key: str = ""
-) -> tuple[Payment, str]:
-    """Open a Stripe Checkout for a pack and record it; returns the Payment and the URL to send
-    the customer to. No credits change here. The same idempotency_key gives the same checkout."""
-    started = stripe_checkout.stripe_checkout_session_create(
-        user=user,
-        pack=pack,
-        success_url=success_url,
-        cancel_url=cancel_url,
-        idempotency_key=f"checkout:{user.pk}:{pack.id}:{idempotency_key}" if idempotency_key else "",
-    )
-    payment, _ = Payment.objects.get_or_create(
-        provider=started.provider,
-        provider_session_id=started.session_id,
-        defaults={
-            "user": user,
-            "pack_id": pack.id,
-            "credits": pack.credits,
-            "amount": started.amount,
-            "currency": started.currency,
-        },
-    )
-    return payment, started.url
-
-
 def payment_event_handle(*, event: PaymentEvent) -> bool:
     """Act on a verified provider event; False when it is not one we act on."""
     if isinstance(event, CheckoutCompleted):
@@ -108,12 +81,6 @@ def _payment_intent_lock(*, provider: str, payment_intent_id: str) -> None:
     key = int.from_bytes(digest[:8], "big", signed=True)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
-
-
-def _payment_lock(*, payment: Payment) -> Payment:
-    """The payment read afresh under its user's lock and its own, in the ledger's order."""
-    ledger_lock_user(user_id=payment.user_id)
-    return Payment.objects.select_for_update().get(pk=payment.pk)
 
 
 def _payment_from_event(*, event: CheckoutCompleted) -> Payment | None:
@@ -155,7 +122,7 @@ def payment_checkout_complete(*, event: CheckoutCompleted) -> Payment | None:
         payment = _payment_from_event(event=event)
         if payment is None:
             return None
-        payment = _payment_lock(payment=payment)
+        payment = ledger_lock_payment(payment=payment)
         if event.payment_intent_id:
             payment.payment_intent_id = event.payment_intent_id
         payment.amount = event.amount
@@ -260,7 +227,7 @@ def _payment_reversals_apply_for(*, reversal: PaymentReversal) -> None:
             reversal.payment_intent_id,
         )
         return
-    _payment_reversals_apply(payment=_payment_lock(payment=payment))
+    _payment_reversals_apply(payment=ledger_lock_payment(payment=payment))
 
 
 def _payment_reversals_apply(*, payment: Payment) -> None:
@@ -356,50 +323,3 @@ def _payment_credits_give_back(*, payment: Payment, excess: Decimal) -> None:
     )
     if not posting.created:
         raise RuntimeError(f"Payment {payment.pk}: reinstatement {posting.transaction.reference} was already posted")
-
-
-# Operators
-
-
-def payment_shortfall_waive(*, payment: Payment, reason: str, waived_by) -> Decimal:
-    """An operator closes a payment's open shortfall without taking credits (settled outside the
-    service, or forgiven); the reason is kept on the payment. Returns the credits waived (0 when
-    nothing was open, so a form submitted twice waives once)."""
-    with transaction.atomic():
-        payment = _payment_lock(payment=payment)
-        open_shortfall = payment.credits_shortfall_open
-        if open_shortfall <= 0:
-            return Decimal(0)
-        payment.credits_shortfall_waived += open_shortfall
-        _payment_note(payment=payment, note=f"{waived_by.get_username()} waived {open_shortfall}: {reason}")
-        payment.save(update_fields=["credits_shortfall_waived", "shortfall_notes", "updated_at"])
-    logger.info("Payment %s: %s waived a shortfall of %s credits", payment.pk, waived_by.get_username(), open_shortfall)
-    return open_shortfall
-
-
-def payment_shortfall_collect(*, payment: Payment, collected_by) -> Decimal:
-    """Take a payment's open shortfall from its user's balance now, as far as it allows (for credits
-    that came back before the ledger repaid shortfalls by itself). Returns the credits taken."""
-    with transaction.atomic():
-        balance = ledger_lock_user(user_id=payment.user_id)
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        take = min(balance, payment.credits_shortfall_open)
-        if take <= 0:
-            return Decimal(0)
-        shortfall_repay(
-            payment=payment,
-            amount=take,
-            reference=f"shortfall:{payment.pk}:collected:{payment.credits_shortfall_repaid + take}",
-            description=(
-                f"Repays {take} credits owed since a refund or dispute of a {payment.credits:g}-credit purchase "
-                f"(collected by {collected_by.get_username()})"
-            ),
-        )
-        _payment_note(payment=payment, note=f"{collected_by.get_username()} collected {take} from the balance")
-        payment.save(update_fields=["shortfall_notes", "updated_at"])
-    return take
-
-
-def _payment_note(*, payment: Payment, note: str) -> None:
-    stamp = timezone.now().strftime("%Y-%m-%d %H:%M UTC")
-    payment.shortfall_notes = f"{payment.shortfall_notes}\n{stamp} {note}".strip()
