@@ -64,12 +64,16 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for module, path in files.items():
         tree = ast.parse(path.read_text(), filename=str(path))
+        # A module's own packages run before it whatever it imports: reaching them only on the way
+        # to a sibling (a package whose __init__ exports its submodules) is no cycle; naming them is.
+        ancestors = {".".join(module.split(".")[:n]) for n in range(1, module.count(".") + 1)}
         targets = set()
         for node in _imports_run_at_import(tree.body):
             for name in _imported_names(node, module, path.name == "__init__.py"):
                 # Importing a.b.c runs a and a.b first.
                 parts = name.split(".")
-                targets.update(prefix for n in range(1, len(parts) + 1) if (prefix := ".".join(parts[:n])) in known)
+                prefixes = {".".join(parts[:n]) for n in range(1, len(parts))} - ancestors
+                targets.update(target for target in (*prefixes, name) if target in known)
         graph[module] = targets - {module}
     return graph
 
