@@ -11,3 +11,17 @@ workers = int(os.environ.get("WEB_WORKERS", "3"))
 threads = int(os.environ.get("WEB_THREADS", "16"))
 timeout = 120
 accesslog = "-"
+
+
+def on_starting(server):
+    # prometheus-client's multiprocess files from an earlier run would add to this one's counts.
+    from monitoring.worker_server import multiprocess_dir_reset
+
+    multiprocess_dir_reset()
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

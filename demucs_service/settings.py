@@ -62,11 +62,14 @@ INSTALLED_APPS = [
     "accounts",
     "credits",
     "demucs_service.observability",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
     # First, so every log line of the request carries its id (and the response echoes it).
     "demucs_service.middleware.request_logging.RequestLoggingMiddleware",
+    # Times the whole answer, the outage middleware's 503s included.
+    "monitoring.middleware.RequestMetricsMiddleware",
     # A database outage is a 503 with Retry-After, not a 500.
     "demucs_service.middleware.database_unavailable.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -370,6 +373,14 @@ LOGGING = {
         "django-q": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
     },
 }
+
+# Prometheus metrics: /metrics answers a scraper sending "Authorization: Bearer METRICS_TOKEN";
+# without the token there is no such page. A worker host can serve its processes' metrics on
+# WORKER_METRICS_ADDRESS:WORKER_METRICS_PORT (0: off). Both need PROMETHEUS_MULTIPROC_DIR in the
+# environment (prometheus-client reads it itself) to add up more than one process.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDRESS = env.str("WORKER_METRICS_ADDRESS", default="127.0.0.1")
 
 # Sentry when SENTRY_DSN is set (demucs_service.observability starts it): request errors, failed
 # tasks and error-level logs.

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts import urls as accounts_urls
 from credits import urls as credits_urls
 from demucs_service import views
+from monitoring import views as monitoring_views
 from separation import urls as separation_urls
 
 api_patterns = [
@@ -21,6 +22,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts_urls.urlpatterns)),
     path("accounts/", include("allauth.urls")),

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring import instruments
 from separation.models import Job
 from separation.scheduling import queue_tokens_top_up
 from separation.services import job_delete_files, job_enqueue, job_fail, job_folder_path
@@ -50,6 +51,7 @@ def jobs_reap() -> dict[str, int]:
                 continue
         if job_fail(job_id=job_id, error=WORKER_LOST):
             counts["failed"] += 1
+            instruments.job_failures().labels(reason="worker_lost").inc()
     counts["reenqueued"] = queue_tokens_top_up()
     return counts
 

@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from credits.services import InsufficientCredits, credits_charge_job, credits_refund_job
+from monitoring import instruments
 from separation import engine
 from separation.catalog import SeparationModel, job_cost
 from separation.filenames import display_filename, storage_extension
@@ -140,7 +141,10 @@ def _job_enqueue_or_fail(job_id) -> None:
         try:
             # Free the key: a retry with it must make a new job, not return this failed one.
             Job.objects.filter(pk=job_id).update(idempotency_key="")
-            job_fail(job_id=job_id, error="The service could not start your separation. Your credits were refunded.")
+            if job_fail(
+                job_id=job_id, error="The service could not start your separation. Your credits were refunded."
+            ):
+                instruments.job_failures().labels(reason="queue_unavailable").inc()
         except (OperationalError, InterfaceError):
             logger.warning("Job %s was neither queued nor failed (database unavailable); the reaper will", job_id)
             return

@@ -18,6 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
+from monitoring import instruments
 from separation import engine
 from separation.models import Job
 from separation.notifications import notify_job_finished
@@ -69,6 +70,7 @@ def _progress_reporter(job: Job):
             return
         if not ours:
             raise engine.SeparationAborted
+        instruments.worker_heartbeat().set_to_current_time()
 
     return report
 
@@ -79,6 +81,8 @@ def job_run(*, job: Job) -> None:
     output_dir = job_folder_path(job.pk) / f"stems-{job.attempts}"
     fail = partial(job_fail, job_id=job.pk, attempt=job.attempts)
     started = time.monotonic()
+    if job.started_at:
+        instruments.job_wait_seconds().observe((job.started_at - (job.enqueued_at or job.created_at)).total_seconds())
     logger.info(
         "Job %s started: attempt %d, %.1f s of audio, model %s", job.pk, job.attempts, job.duration_seconds, job.model
     )
@@ -99,12 +103,14 @@ def job_run(*, job: Job) -> None:
         return
     except engine.EngineError as error:
         shutil.rmtree(output_dir, ignore_errors=True)
-        through_database_outage(partial(fail, error=f"{error} Your credits were refunded."))
+        if through_database_outage(partial(fail, error=f"{error} Your credits were refunded.")):
+            instruments.job_failures().labels(reason=_failure_reason(error)).inc()
         return
     except Exception:
         logger.exception("Separation of job %s failed", job.pk, extra={"job_id": job.pk})
         shutil.rmtree(output_dir, ignore_errors=True)
-        through_database_outage(partial(fail, error=WORKER_FAILURE))
+        if through_database_outage(partial(fail, error=WORKER_FAILURE)):
+            instruments.job_failures().labels(reason="worker_error").inc()
         return
     if result.model_loaded:  # the worker had not preloaded it (separation/worker_warmup.py)
         logger.info("Job %s loaded its model %r in worker pid %d", job.pk, job.model, os.getpid())
@@ -135,8 +141,22 @@ def job_run(*, job: Job) -> None:
     for earlier in job_folder_path(job.pk).glob("stems-*"):
         if earlier != output_dir:
             shutil.rmtree(earlier, ignore_errors=True)
-    logger.info("Job %s completed in %.1f s", job.pk, time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    logger.info("Job %s completed in %.1f s", job.pk, elapsed)
+    instruments.separation_seconds_per_audio_second().labels(
+        model=job.model, device=engine.resolve_device(settings.DEMUCS_DEVICE)
+    ).observe(elapsed / max(job.duration_seconds, 0.001))
     notify_job_finished(job_id=job.pk)
+
+
+def _failure_reason(error: engine.EngineError) -> str:
+    if isinstance(error, engine.AudioDecodeError):
+        return "undecodable_audio"
+    if isinstance(error, engine.AudioTooLong):
+        return "audio_too_long"
+    if isinstance(error, engine.ModelUnavailable):
+        return "model_unavailable"
+    return "engine_error"
 
 
 def _file_bytes(path: Path) -> int:

@@ -14,11 +14,17 @@ INSTALLED_APPS.
 
 import signal
 
+from django.conf import settings
 from django_q.management.commands.qcluster import Command as DjangoQCommand
+
+from monitoring.worker_server import multiprocess_dir_reset, worker_metrics_serve
 
 
 class Command(DjangoQCommand):
     def handle(self, *args, **options):
+        multiprocess_dir_reset()
+        if settings.WORKER_METRICS_PORT:
+            worker_metrics_serve(address=settings.WORKER_METRICS_ADDRESS, port=settings.WORKER_METRICS_PORT)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             super().handle(*args, **options)  # returns once the cluster's processes are started

@@ -1,0 +1,20 @@
+import time
+
+from monitoring.instruments import http_request_seconds
+
+
+class RequestMetricsMiddleware:
+    """Times every request by its URL pattern (not its path: job ids would make a series each)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        route = match.route if match is not None and match.route else "unmatched"
+        http_request_seconds().labels(
+            route=route, method=request.method, status=f"{response.status_code // 100}xx"
+        ).observe(time.perf_counter() - started)
+        return response

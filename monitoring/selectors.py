@@ -1,0 +1,46 @@
+"""What the database knows that operators graph: read at scrape time, a few aggregate queries."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Min, Sum
+from django.db.models.functions import Abs
+from django.utils import timezone
+
+from credits.models import CreditTransaction
+from separation.models import Job
+
+
+@dataclass(frozen=True)
+class QueueState:
+    depth: int
+    oldest_wait_seconds: float
+    oldest_running_heartbeat_age_seconds: float
+
+
+def jobs_count_by_state_and_model() -> list[tuple[str, str, int]]:
+    rows = Job.objects.values("status", "model").annotate(count=Count("pk")).order_by("status", "model")
+    return [(row["status"], row["model"], row["count"]) for row in rows]
+
+
+def _age(now: datetime, moment: datetime | None) -> float:
+    return max((now - moment).total_seconds(), 0.0) if moment else 0.0
+
+
+def queue_state() -> QueueState:
+    now = timezone.now()
+    waiting = Job.objects.filter(status=Job.Status.PENDING).aggregate(depth=Count("pk"), oldest=Min("created_at"))
+    running = Job.objects.filter(status=Job.Status.PROCESSING).aggregate(stalest=Min("heartbeat_at"))
+    return QueueState(
+        depth=waiting["depth"],
+        oldest_wait_seconds=_age(now, waiting["oldest"]),
+        oldest_running_heartbeat_age_seconds=_age(now, running["stalest"]),
+    )
+
+
+def ledger_totals_by_kind() -> list[tuple[str, int, object]]:
+    """(kind, rows, credits moved) for every kind of ledger row: sold, spent, refunded, granted..."""
+    rows = (
+        CreditTransaction.objects.values("kind").annotate(rows=Count("pk"), credits=Sum(Abs("amount"))).order_by("kind")
+    )
+    return [(row["kind"], row["rows"], row["credits"]) for row in rows]
