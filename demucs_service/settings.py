@@ -170,6 +170,34 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# Where uploads and stems are kept: MEDIA_ROOT (`local`), or a bucket (`s3`: AWS S3, MinIO, R2...)
+# through django-storages, whose setting names these are. With a bucket, MEDIA_ROOT is each
+# machine's scratch space: workers copy the input there and send the outputs up as they finish,
+# so web and workers share no disk. Credentials come from AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY (or the machine's role), which django-storages and boto3 read themselves.
+STORAGE_BACKEND = env("STORAGE_BACKEND", cast=one_of("local", "s3"), default="local")
+if STORAGE_BACKEND == "s3":
+    from botocore.config import Config as S3ClientConfig
+
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
+    AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME")
+    AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default="") or None
+    AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="") or None
+    AWS_S3_ADDRESSING_STYLE = env("AWS_S3_ADDRESSING_STYLE", cast=one_of("auto", "path", "virtual"), default="auto")
+    # Downloads are redirects to presigned URLs that live this long.
+    AWS_QUERYSTRING_EXPIRE = env.int("AWS_QUERYSTRING_EXPIRE", default=300, minimum=30)
+    AWS_DEFAULT_ACL = None
+    AWS_S3_FILE_OVERWRITE = True
+    # Short timeouts: a bucket that does not answer fails the upload or the job (refunded), it does
+    # not hold a web thread or a worker. (With a client config, django-storages takes the signature
+    # version and the addressing style from here only.)
+    AWS_S3_CLIENT_CONFIG = S3ClientConfig(
+        signature_version="s3v4",
+        s3={"addressing_style": AWS_S3_ADDRESSING_STYLE},
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": 4, "mode": "standard"},
+    )
 
 # Security. The TLS proxy redirects to HTTPS, so Django does not by default.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)

@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from separation.catalog import default_model_name, models_list
-from separation.downloads import file_response
+from separation.job_files import stored_file_response
 from separation.models import Job
 from separation.scheduling import job_queue_positions
 from separation.selectors import job_get_for_user, job_list_for_user
@@ -248,7 +248,7 @@ def download(request, job_id):
     job = job_get_for_user(user=request.user, job_id=job_id)
     if not job.zip_file:
         return _not_ready(job)
-    return file_response(request, Path(settings.MEDIA_ROOT) / job.zip_file, download_name=f"{job.title} - stems.zip")
+    return stored_file_response(request, job.zip_file, download_name=f"{job.title} - stems.zip")
 
 
 @extend_schema(
@@ -265,8 +265,8 @@ def download_stem(request, job_id, stem):
     found = job.stem(stem)
     if found is None:
         return Response({"detail": f"This job has no stem {stem!r}."}, status=status.HTTP_404_NOT_FOUND)
-    path = Path(settings.MEDIA_ROOT) / found["file"]
-    return file_response(request, path, download_name=f"{job.title} - {stem}{path.suffix}")
+    suffix = Path(found["file"]).suffix
+    return stored_file_response(request, found["file"], download_name=f"{job.title} - {stem}{suffix}")
 
 
 @extend_schema(responses={200: JobOutput}, tags=["separation"])

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from monitoring import instruments
+from separation.job_files import in_bucket
 from separation.models import Job
 from separation.scheduling import queue_tokens_top_up
 from separation.services import job_delete_files, job_enqueue, job_fail, job_folder_path
@@ -97,6 +98,9 @@ def orphans_delete() -> int:
         job = jobs.get(job_id)
         if job is None or job.files_deleted_at is not None:
             _remove(folder)
+            removed += 1
+        elif job.status in Job.FINISHED and in_bucket():
+            _remove(folder)  # scratch space: a finished job's files are in the bucket
             removed += 1
         elif job.status in Job.FINISHED:
             removed += _remove_other_attempts(job)

@@ -1,15 +1,14 @@
 import logging
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
-from django.conf import settings
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 
+from separation.job_files import stored_file_exists
 from separation.models import Job
 
 logger = logging.getLogger(__name__)
@@ -27,12 +26,11 @@ def job_list_for_user(*, user):
 
 def completed_jobs_missing_files() -> list[str]:
     """A line for each job marked COMPLETED whose files are neither deleted nor all on disk."""
-    media = Path(settings.MEDIA_ROOT)
     problems = []
     completed = Job.objects.filter(status=Job.Status.COMPLETED, files_deleted_at__isnull=True)
     for job in completed.only("pk", "user_id", "stems", "zip_file").iterator():
         files = [job.zip_file, *(stem["file"] for stem in job.stems)]
-        missing = [name for name in files if not name or not (media / name).is_file()]
+        missing = [name for name in files if not stored_file_exists(name)]
         if not job.stems or missing:
             problems.append(
                 f"job {job.pk} (user {job.user_id}) is COMPLETED without its files: {missing or 'no stems'}"

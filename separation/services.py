@@ -8,7 +8,6 @@ Lock order: a job's row, then (inside the ledger service) its owner's row. Nothi
 """
 
 import logging
-import shutil
 import uuid
 from functools import partial
 from pathlib import Path
@@ -25,11 +24,18 @@ from monitoring import instruments
 from separation import engine
 from separation.catalog import SeparationModel, job_cost
 from separation.filenames import display_filename, storage_extension
+from separation.job_files import in_bucket, job_files_remove, stored_file_exists
 from separation.models import Job, job_folder
 from separation.notifications import notify_job_finished
 from separation.scheduling import queue_token_enqueue, slot_freed
 from separation.storage_quota import storage_check
-from separation.upload_errors import DISK_FULL, NotEnoughCredits, QueueUnavailable, ServerStorageFull
+from separation.upload_errors import (
+    DISK_FULL,
+    NotEnoughCredits,
+    QueueUnavailable,
+    ServerStorageFull,
+    ServerStorageUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 Status = Job.Status
@@ -76,11 +82,14 @@ def job_create(
     filename = display_filename(uploaded_file.name or "")
     try:
         stored = default_storage.save(f"{job_folder(job_id)}/input{storage_extension(filename)}", uploaded_file)
-    except OSError as error:
-        shutil.rmtree(job_folder_path(job_id), ignore_errors=True)  # what a full disk left half-written
-        if error.errno in DISK_FULL:
+    except Exception as error:
+        job_files_remove(job_id)  # what a full disk or a failed transfer left half-written
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
             logger.error("No room to store an upload in MEDIA_ROOT (%s)", error)
             raise ServerStorageFull() from error
+        if in_bucket():
+            logger.error("The bucket did not take an upload: %s", error)
+            raise ServerStorageUnavailable() from error
         raise
     try:
         with transaction.atomic():
@@ -105,15 +114,15 @@ def job_create(
             charge = credits_charge_job(job=job)
             transaction.on_commit(partial(_job_enqueue_or_fail, job.pk))
     except InsufficientCredits as short:
-        shutil.rmtree(job_folder_path(job_id), ignore_errors=True)
+        job_files_remove(job_id)
         raise NotEnoughCredits.from_ledger(short) from None
     except IntegrityError:
-        shutil.rmtree(job_folder_path(job_id), ignore_errors=True)
+        job_files_remove(job_id)
         if idempotency_key:  # a concurrent retry with the same key won the race
             return None
         raise
     except BaseException:
-        shutil.rmtree(job_folder_path(job_id), ignore_errors=True)
+        job_files_remove(job_id)
         raise
     # The balance the charge left, so the answer needs no query after the commit (the database
     # may be gone by then; the job is charged and must be answered as accepted).
@@ -199,7 +208,7 @@ def job_fail(*, job_id, error: str, attempt: int | None = None) -> Job | None:
 def _input_bytes(job: Job) -> int:
     try:
         return default_storage.size(job.input_file) if job.input_file else 0
-    except OSError:
+    except Exception:  # gone from the disk or the bucket
         return 0
 
 
@@ -225,7 +234,7 @@ def job_delete_files(*, job: Job) -> None:
     Job.objects.filter(pk=job.pk).update(
         stems=[], zip_file="", input_file="", files_deleted_at=timezone.now(), storage_bytes=0
     )
-    shutil.rmtree(job_folder_path(job.pk), ignore_errors=True)
+    job_files_remove(job.pk)
     job.refresh_from_db()
 
 
@@ -241,7 +250,7 @@ def job_requeue(*, job: Job) -> bool:
     stands, and a second failure refunds nothing more. Attempt numbers go on from where they are
     (a run of the first try that is only stalled must never share a number, a folder or a fence
     with the retry): the retry gets JOB_MAX_ATTEMPTS more."""
-    if not job.input_file or not default_storage.exists(job.input_file):
+    if not stored_file_exists(job.input_file):
         return False
     requeued = Job.objects.filter(pk=job.pk, status=Status.FAILED).update(
         status=Status.PENDING,

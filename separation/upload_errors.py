@@ -107,6 +107,15 @@ class ServerStorageFull(UploadRefused):
         )
 
 
+class ServerStorageUnavailable(UploadRefused):
+    """The bucket (STORAGE_BACKEND=s3) did not take the upload: nothing was stored or charged."""
+
+    code = "storage_unavailable"
+
+    def __init__(self):
+        super().__init__("The service could not store your song right now. Nothing was charged; please try again.")
+
+
 class IdempotencyKeyReused(UploadRefused):
     code = "idempotency_key_reused"
 
@@ -150,6 +159,7 @@ STATUS = {
     QueueUnavailable: 503,
     UploadTooSlow: 408,
     ServerStorageFull: 507,
+    ServerStorageUnavailable: 503,
 }
 
 

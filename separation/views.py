@@ -1,5 +1,4 @@
 import uuid
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
@@ -13,7 +12,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from separation.catalog import default_model_name, models_list
-from separation.downloads import file_response
+from separation.job_files import stored_file_response
 from separation.models import Job
 from separation.scheduling import job_queue_positions
 from separation.selectors import job_get_for_user, job_list_for_user
@@ -111,9 +110,7 @@ def waveform(request, job_id, stem):
     found = job_get_for_user(user=request.user, job_id=job_id).stem(stem)
     if found is None:
         raise Http404("No such stem")
-    return file_response(
-        request, Path(settings.MEDIA_ROOT) / found["waveform"], download_name=f"{stem}.png", attachment=False
-    )
+    return stored_file_response(request, found["waveform"], download_name=f"{stem}.png", attachment=False)
 
 
 @login_required

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from monitoring import instruments
-from separation import engine
+from separation import engine, job_files
 from separation.models import Job
 from separation.notifications import notify_job_finished
 from separation.services import engine_config, job_complete, job_fail, job_folder_path, job_report_progress
@@ -28,6 +28,7 @@ from separation.storage_quota import folder_bytes
 logger = logging.getLogger(__name__)
 
 WORKER_FAILURE = "The separation failed unexpectedly. Your credits were refunded; please try again."
+STORAGE_FAILURE = "The service could not store your stems. Your credits were refunded; please try again."
 # The engine decodes with the code that measured the upload; this only absorbs float rounding.
 DURATION_SLACK_SECONDS = 1.0
 HEARTBEAT_INTERVAL_SECONDS = 1.0
@@ -80,6 +81,9 @@ def job_run(*, job: Job) -> None:
     media = Path(settings.MEDIA_ROOT)
     output_dir = job_folder_path(job.pk) / f"stems-{job.attempts}"
     fail = partial(job_fail, job_id=job.pk, attempt=job.attempts)
+    scratch_remove = partial(
+        job_files.scratch_remove, input_name=job.input_file, attempt=job.attempts, output_dir=output_dir
+    )
     started = time.monotonic()
     if job.started_at:
         instruments.job_wait_seconds().observe((job.started_at - (job.enqueued_at or job.created_at)).total_seconds())
@@ -87,8 +91,16 @@ def job_run(*, job: Job) -> None:
         "Job %s started: attempt %d, %.1f s of audio, model %s", job.pk, job.attempts, job.duration_seconds, job.model
     )
     try:
+        input_path = job_files.input_fetch(job.input_file, attempt=job.attempts)
+    except job_files.StorageUnavailable as error:
+        logger.error("Job %s: %s", job.pk, error)
+        scratch_remove()
+        if through_database_outage(partial(fail, error=STORAGE_FAILURE)):
+            instruments.job_failures().labels(reason="storage_error").inc()
+        return
+    try:
         result = engine.separate(
-            input_path=media / job.input_file,
+            input_path=input_path,
             output_dir=output_dir,
             model_name=job.model,
             config=engine_config(),
@@ -100,20 +112,33 @@ def job_run(*, job: Job) -> None:
         )
     except engine.SeparationAborted:
         shutil.rmtree(output_dir, ignore_errors=True)
+        scratch_remove()
         return
     except engine.EngineError as error:
         shutil.rmtree(output_dir, ignore_errors=True)
+        scratch_remove()
         if through_database_outage(partial(fail, error=f"{error} Your credits were refunded.")):
             instruments.job_failures().labels(reason=_failure_reason(error)).inc()
         return
     except Exception:
         logger.exception("Separation of job %s failed", job.pk, extra={"job_id": job.pk})
         shutil.rmtree(output_dir, ignore_errors=True)
+        scratch_remove()
         if through_database_outage(partial(fail, error=WORKER_FAILURE)):
             instruments.job_failures().labels(reason="worker_error").inc()
         return
     if result.model_loaded:  # the worker had not preloaded it (separation/worker_warmup.py)
         logger.info("Job %s loaded its model %r in worker pid %d", job.pk, job.model, os.getpid())
+
+    try:
+        job_files.outputs_store(output_dir)
+    except job_files.StorageUnavailable as error:
+        logger.error("Job %s: %s", job.pk, error)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        scratch_remove()
+        if through_database_outage(partial(fail, error=STORAGE_FAILURE)):
+            instruments.job_failures().labels(reason="storage_error").inc()
+        return
 
     stems = [
         {
@@ -130,17 +155,20 @@ def job_run(*, job: Job) -> None:
             attempt=job.attempts,
             stems=stems,
             zip_file=str(result.zip_path.relative_to(media)),
-            storage_bytes=folder_bytes(output_dir) + _file_bytes(media / job.input_file),
+            storage_bytes=folder_bytes(output_dir) + _file_bytes(input_path),
         )
     )
     if not completed:
-        shutil.rmtree(output_dir, ignore_errors=True)  # cancelled or taken for dead while it wrote
+        # Cancelled or taken for dead while it wrote: only this run's own files go.
+        shutil.rmtree(output_dir, ignore_errors=True)
+        scratch_remove()
+        if job_files.in_bucket():
+            job_files.prefix_remove(f"{output_dir.relative_to(media)}/")
         return
     # This run won: what earlier runs taken for dead left behind goes (never before the win, when
     # the other run might be the one that completes).
-    for earlier in job_folder_path(job.pk).glob("stems-*"):
-        if earlier != output_dir:
-            shutil.rmtree(earlier, ignore_errors=True)
+    job_files.attempts_remove(job.pk, keep=output_dir)
+    scratch_remove()
     elapsed = time.monotonic() - started
     logger.info("Job %s completed in %.1f s", job.pk, elapsed)
     instruments.separation_seconds_per_audio_second().labels(
