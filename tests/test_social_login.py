@@ -258,3 +258,15 @@ def test_a_connection_is_removed_only_by_post(fake):
 
     assert client.get(f"/accounts/connections/{account.pk}/remove/").status_code == 405
     assert SocialAccount.objects.filter(pk=account.pk).exists()
+
+
+def test_the_pages_may_send_a_login_form_on_to_the_configured_providers_only(fake, settings):
+    fake.configure(settings, "github")
+    policy = Client().get("/accounts/login/")["Content-Security-Policy"]
+    directives = dict(part.split(" ", 1) for part in policy.split("; "))
+    # The button posts here, and Chromium checks form-action on the redirect to the provider too.
+    assert directives["form-action"] == f"'self' https://checkout.stripe.com {fake.url}"
+
+    fake.configure(settings)
+    policy = Client().get("/accounts/login/")["Content-Security-Policy"]
+    assert "form-action 'self' https://checkout.stripe.com;" in policy

@@ -1,8 +1,10 @@
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from allauth.socialaccount.adapter import get_adapter
 from allauth.socialaccount.models import SocialAccount
 from allauth.socialaccount.providers import registry
+from django.conf import settings
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,16 @@ def social_connection_list(*, user) -> list[Connection]:
 def social_provider_list(*, request) -> list:
     """The configured providers (allauth's Provider objects, for their login URLs)."""
     return get_adapter(request).list_providers(request)
+
+
+def social_login_origins() -> tuple[str, ...]:
+    """The origins of the configured providers' authorize pages, where a login form's redirect
+    goes (the Content-Security-Policy's form-action must allow them)."""
+    origins = []
+    for provider_id, config in getattr(settings, "SOCIALACCOUNT_PROVIDERS", {}).items():
+        provider_class = registry.get_class(provider_id)
+        if not config.get("APPS") or provider_class is None:
+            continue
+        url = urlsplit(provider_class.oauth2_adapter_class(request=None).authorize_url)
+        origins.append(f"{url.scheme}://{url.netloc}")
+    return tuple(sorted(set(origins)))

@@ -5,7 +5,9 @@ inline styles), so the policy allows 'self' and nothing else. Two exceptions:
 
 - form-action also allows Stripe Checkout: the credits page posts to our own /credits/buy/,
   which answers 303 to checkout.stripe.com, and Chromium checks form-action on every redirect
-  of a form submission, so without it the redirect is blocked.
+  of a form submission, so without it the redirect is blocked. For the same reason it allows
+  the sign-in pages of the configured social login providers (the log-in page's "Continue with
+  GitHub" posts to our /accounts/github/login/, which redirects to GitHub's authorize page).
 - /api/docs/ is drf-spectacular's Swagger UI: its page has an inline <script> (carrying the
   CSRF token, so no fixed hash fits) and an inline <style>, and Swagger UI's React components
   set style attributes. It gets its own policy with 'unsafe-inline' for scripts and styles; it
@@ -13,6 +15,8 @@ inline styles), so the policy allows 'self' and nothing else. Two exceptions:
 """
 
 from django.urls import reverse
+
+from accounts.social.selectors import social_login_origins
 
 STRIPE_CHECKOUT = "https://checkout.stripe.com"
 
@@ -29,7 +33,9 @@ _BASE = {
 _API_DOCS = {**_BASE, "script-src": "'self' 'unsafe-inline'", "style-src": "'self' 'unsafe-inline'"}
 
 
-def _header(directives: dict[str, str]) -> str:
+def _header(directives: dict[str, str], form_action_origins: tuple[str, ...] = ()) -> str:
+    if form_action_origins:
+        directives = {**directives, "form-action": " ".join([directives["form-action"], *form_action_origins])}
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
@@ -49,6 +55,12 @@ class ContentSecurityPolicyMiddleware:
         if "Content-Security-Policy" not in response:
             if self.api_docs_path is None:
                 self.api_docs_path = reverse("api-docs")
-            policy = API_DOCS_CONTENT_SECURITY_POLICY if request.path == self.api_docs_path else CONTENT_SECURITY_POLICY
+            docs = request.path == self.api_docs_path
+            # Read now: which providers are configured is a setting (changed by the tests).
+            origins = social_login_origins()
+            if origins:
+                policy = _header(_API_DOCS if docs else _BASE, origins)
+            else:
+                policy = API_DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
             response["Content-Security-Policy"] = policy
         return response
