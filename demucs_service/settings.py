@@ -179,6 +179,9 @@ SOCIALACCOUNT_QUERY_EMAIL = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
 SOCIALACCOUNT_STORE_TOKENS = False
+# Connecting or disconnecting asks for the password again unless it was given in the last five
+# minutes: a borrowed session cannot add a way in (accounts without a password are not asked).
+SOCIALACCOUNT_REAUTHENTICATION_REQUIRED = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -189,39 +189,49 @@ def test_a_callback_cannot_be_replayed_or_opened_in_another_browser(fake):
     assert User.objects.count() == 1
 
 
-def _password_login(user) -> Client:
-    """Logged in through the log-in page, which counts as a recent authentication (allauth asks
-    for the password again before connecting when the last one is old)."""
-    client = Client()
-    response = client.post("/accounts/login/", {"login": user.email, "password": PASSWORD})
-    assert response.status_code == 302, response.content[:500]
-    return client
-
-
-def test_it_connects_and_disconnects_from_the_account_page(fake):
+def test_it_connects_and_disconnects_from_the_account_page_after_asking_for_the_password(fake):
     user = UserFactory(email="me@example.com")
     fake.person = Person(uid="5150", login="me-on-github", email="someone-else@example.com")
-    client = _password_login(user)
+    client = logged_in(user)
     page = client.get("/accounts/profile/").content.decode()
     assert "Connect GitHub" in page and "Connect Google" in page
     assert "No accounts connected yet." in page
 
     response = social_login(client, fake, "github", process="connect")
 
+    # A session alone does not add a way in: the password first, then the connection is made.
+    assert response.status_code == 302 and response["Location"] == "/accounts/reauthenticate/"
+    assert not SocialAccount.objects.exists()
+    assert client.post("/accounts/reauthenticate/", {"password": "wrong"}).status_code == 200
+    assert not SocialAccount.objects.exists()
+    response = client.post("/accounts/reauthenticate/", {"password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
     connection = SocialAccount.objects.get(user=user)
-    page = client.get("/accounts/profile/").content.decode()
-    assert "me-on-github" in page
+    assert "me-on-github" in client.get("/accounts/profile/").content.decode()
     # The GitHub account logs in to this account from now on.
     other_browser = Client()
     social_login(other_browser, fake, "github")
     assert session_user(other_browser) == user
 
+    # Within five minutes of giving the password, no second time.
     response = client.post(f"/accounts/connections/{connection.pk}/remove/")
 
     assert response.status_code == 302 and response["Location"] == "/accounts/profile/"
     assert not SocialAccount.objects.filter(user=user).exists()
     assert User.objects.count() == 1
+
+
+def test_disconnecting_asks_for_the_password_too(fake):
+    user = UserFactory()
+    fake.person = Person(uid="5151", login="me", email=user.email)
+    social_login(Client(), fake, "github")  # the verified address connects it
+    connection = SocialAccount.objects.get(user=user)
+    client = logged_in(user)
+
+    response = client.post(f"/accounts/connections/{connection.pk}/remove/")
+
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/reauthenticate/")
+    assert SocialAccount.objects.filter(pk=connection.pk).exists()
 
 
 def test_another_users_connection_cannot_be_removed(fake):
@@ -270,3 +280,15 @@ def test_the_pages_may_send_a_login_form_on_to_the_configured_providers_only(fak
     fake.configure(settings)
     policy = Client().get("/accounts/login/")["Content-Security-Policy"]
     assert "form-action 'self' https://checkout.stripe.com;" in policy
+
+
+def test_a_taken_username_gives_the_new_account_another(fake):
+    taken = UserFactory(username="Ada")
+    fake.person = Person(uid="1003", login="ada", email="someone@example.com")
+    client = Client()
+
+    social_login(client, fake, "github")
+
+    user = session_user(client)
+    assert user is not None and user != taken
+    assert user.username.lower() != "ada"
