@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from allauth.account.models import EmailAddress
-from allauth.socialaccount.models import SocialAccount
+from allauth.socialaccount.models import SocialAccount, SocialApp
 from django.test import Client
 
 from accounts.models import User
@@ -292,3 +292,13 @@ def test_a_taken_username_gives_the_new_account_another(fake):
     user = session_user(client)
     assert user is not None and user != taken
     assert user.username.lower() != "ada"
+
+
+def test_providers_come_from_the_environment_only(fake, settings, admin_client):
+    fake.configure(settings)
+    SocialApp.objects.create(provider="github", name="added in the database", client_id="x", secret="y")
+
+    assert "GitHub" not in Client().get("/accounts/login/").content.decode()
+    assert Client().post("/accounts/github/login/").status_code == 404
+    assert admin_client.get("/admin/socialaccount/socialapp/").status_code == 404
+    assert admin_client.get("/admin/socialaccount/socialaccount/").status_code == 200
