@@ -36,6 +36,7 @@ class FakeOAuth:
     def __init__(self):
         self.person = Person(uid="4242", login="ada", email="ada@example.com")
         self.requests: list[dict] = []
+        self.deny = False  # the person presses Cancel on the authorize page
         self._codes: dict[str, dict] = {}  # code -> {"redirect_uri", "client_id", "provider"}
         self._tokens: dict[str, Person] = {}
         fake = self
@@ -104,6 +105,9 @@ class FakeOAuth:
     def _authorize(self, provider: str, params: dict):
         if params.get("client_id") != CLIENT_ID or params.get("response_type") != "code":
             return 400, {}, {"error": "invalid_request"}
+        if self.deny:
+            query = urlencode({"error": "access_denied", "state": params.get("state", "")})
+            return 302, {"Location": f"{params['redirect_uri']}?{query}"}, {}
         code = secrets.token_urlsafe(16)
         self._codes[code] = {"redirect_uri": params["redirect_uri"], "provider": provider, "person": self.person}
         query = urlencode({"code": code, "state": params.get("state", "")})
@@ -170,6 +174,8 @@ class FakeOAuth:
         person = self._person(handler, "token")
         if person is None:
             return 401, {}, {"message": "Bad credentials"}
+        if not person.email:
+            return 200, {}, []
         return 200, {}, [{"email": person.email, "primary": True, "verified": person.verified, "visibility": None}]
 
     def _google_userinfo(self, handler):

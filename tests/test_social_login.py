@@ -2,6 +2,7 @@
 (tests.fake_oauth): the real allauth views, our adapter and the sign-up service, the provider's
 token and user endpoints called over HTTP."""
 
+import re
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -302,3 +303,45 @@ def test_providers_come_from_the_environment_only(fake, settings, admin_client):
     assert Client().post("/accounts/github/login/").status_code == 404
     assert admin_client.get("/admin/socialaccount/socialapp/").status_code == 404
     assert admin_client.get("/admin/socialaccount/socialaccount/").status_code == 200
+
+
+def test_cancelling_at_the_provider_makes_nothing(fake):
+    fake.deny = True
+    client = Client()
+
+    response = social_login(client, fake, "github")
+
+    assert response.status_code == 302 and response["Location"] == "/accounts/3rdparty/login/cancelled/"
+    assert "cancelled" in client.get(response["Location"]).content.decode().lower()
+    assert session_user(client) is None and not User.objects.exists()
+
+
+def test_a_code_the_provider_refuses_makes_nothing(fake):
+    client = Client()
+    start = client.post("/accounts/github/login/?process=login")
+    callback = urlsplit(fake.approve(start["Location"]))
+    state = dict(part.split("=", 1) for part in callback.query.split("&"))["state"]
+
+    response = client.get(f"{callback.path}?code=made-up&state={state}")
+
+    assert response.status_code == 401
+    assert "Third-Party Login Failure" in response.content.decode()
+    assert session_user(client) is None and not User.objects.exists()
+
+
+def test_without_an_address_from_the_provider_the_person_gives_one_and_verifies_it(fake, verification, mailoutbox):
+    fake.person = Person(uid="1004", login="quiet", email="")
+    client = Client()
+
+    response = social_login(client, fake, "github")
+
+    assert response.status_code == 302 and response["Location"] == "/accounts/3rdparty/signup/"
+    page = client.get("/accounts/3rdparty/signup/")
+    assert page.status_code == 200 and 'name="email"' in page.content.decode()
+    client.post("/accounts/3rdparty/signup/", {"email": "quiet@example.com", "username": "quiet"})
+    user = User.objects.get(email="quiet@example.com")
+    assert SocialAccount.objects.get(user=user).uid == "1004"
+    assert balance(user) == Decimal(0)  # an address nobody has verified yet
+    link = re.search(r"/accounts/confirm-email/[^\s\"<>]+/", mailoutbox[-1].body).group(0)
+    client.post(link)
+    assert balance(user) == Decimal(3)
