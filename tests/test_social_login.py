@@ -345,3 +345,15 @@ def test_without_an_address_from_the_provider_the_person_gives_one_and_verifies_
     link = re.search(r"/accounts/confirm-email/[^\s\"<>]+/", mailoutbox[-1].body).group(0)
     client.post(link)
     assert balance(user) == Decimal(3)
+
+
+def test_starting_logins_counts_against_the_login_limit_per_client_address(fake, settings):
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "login": "2/m/ip"}
+    client = Client()
+
+    answers = [client.post("/accounts/github/login/?process=login") for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [302, 302, 429]
+    assert int(answers[-1]["Retry-After"]) > 0
+    assert len([r for r in fake.requests if r["path"].endswith("/authorize")]) == 0  # none followed
+    assert Client(REMOTE_ADDR="10.0.0.9").post("/accounts/google/login/?process=login").status_code == 302

@@ -1,9 +1,10 @@
 from allauth.socialaccount.providers.github import provider as allauth_github
 
 from accounts.social.github.views import GitHubOAuth2Adapter
+from accounts.social.limits import ThrottledLoginStart
 
 
-class GitHubProvider(allauth_github.GitHubProvider):
+class GitHubProvider(ThrottledLoginStart, allauth_github.GitHubProvider):
     oauth2_adapter_class = GitHubOAuth2Adapter
 
 
