@@ -7,6 +7,7 @@ from django.template.defaultfilters import floatformat
 from accounts.login_limits import login_failures_key
 from accounts.selectors import user_has_signup_bonus
 from accounts.services import email_address_verify, user_save_new
+from accounts.social.services import social_login_addresses_verify
 
 
 class SignupEmailVerificationStage(EmailVerificationStage):
@@ -39,6 +40,17 @@ class AccountAdapter(DefaultAccountAdapter):
             elif settings.SIGNUP_BONUS_CREDITS > 0 and not user_has_signup_bonus(user=email_address.user):
                 messages.info(request, "This email address already received its free credits on another account.")
         return confirmed
+
+    def pre_login(self, request, user, **kwargs):
+        response = super().pre_login(request, user, **kwargs)
+        sociallogin = (kwargs.get("signal_kwargs") or {}).get("sociallogin")
+        if response is None and sociallogin is not None:
+            # A social login: the addresses the provider verified count as verified here.
+            bonus = social_login_addresses_verify(user=user, sociallogin=sociallogin)
+            if bonus is not None:
+                amount = floatformat(bonus.transaction.amount, "-2")
+                messages.success(request, f"{amount} free credits were added to your balance.")
+        return response
 
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
         # Subjects are rendered without the request's context processors: name the site here.

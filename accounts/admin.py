@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from allauth.account.admin import EmailAddressAdmin as AllauthEmailAddressAdmin
 from allauth.account.models import EmailAddress
+from allauth.socialaccount.models import SocialApp, SocialToken
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -130,3 +131,10 @@ class EmailAddressAdmin(AllauthEmailAddressAdmin):
         super().save_model(request, obj, form, change)
         if obj.verified:
             email_address_verify(address=obj)
+
+
+# Social login apps come from the environment only (accounts.social.adapter ignores the database's),
+# and provider tokens are not stored: allauth's pages for them would only mislead. Its "Social
+# accounts" stay: who is connected to what, and a way to remove a connection.
+admin.site.unregister(SocialApp)
+admin.site.unregister(SocialToken)

@@ -7,6 +7,7 @@ urlpatterns = [
     path("login/", views.login),
     path("profile/", views.profile, name="profile"),
     path("verify-email/resend/", views.verify_email_resend, name="verify-email-resend"),
+    path("connections/<int:connection_id>/remove/", views.connection_remove, name="connection-remove"),
 ]
 
 api_urlpatterns = [

@@ -1,7 +1,9 @@
 from allauth.account import views as allauth_views
+from allauth.socialaccount.forms import DisconnectForm
+from allauth.socialaccount.models import SocialAccount
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -9,6 +11,7 @@ from accounts.forms import PreferencesForm
 from accounts.login_limits import TOO_MANY_LOGIN_ATTEMPTS, login_retry_after_seconds
 from accounts.selectors import user_email_verified
 from accounts.services import VerificationMail, email_verification_send, user_update_preferences
+from accounts.social.selectors import social_connection_list, social_provider_list
 
 
 def login(request):
@@ -41,8 +44,33 @@ def profile(request):
     return render(
         request,
         "accounts/profile.html",
-        {"preferences_form": form, "email_verified": user_email_verified(user=request.user)},
+        {
+            "preferences_form": form,
+            "email_verified": user_email_verified(user=request.user),
+            "connections": social_connection_list(user=request.user),
+            "social_providers": social_provider_list(request=request),
+        },
     )
+
+
+def _own_connection(request, connection_id: int) -> SocialAccount:
+    """The user's connected account; another's is a 404."""
+    return get_object_or_404(SocialAccount, pk=connection_id, user_id=request.user.pk)
+
+
+@login_required
+@require_POST
+def connection_remove(request, connection_id: int):
+    account = _own_connection(request, connection_id)
+    # allauth's form: it refuses the last way in (no password, or no verified address to reset
+    # one with), asks for the password again after a while, and says what it did.
+    form = DisconnectForm({"account": account.pk}, request=request)
+    if form.is_valid():
+        form.save()
+    else:
+        for error in form.non_field_errors():
+            messages.error(request, error)
+    return redirect("profile")
 
 
 @login_required

@@ -145,3 +145,12 @@ def preload_models(value: str) -> str | list[str]:
     if not names:
         raise ValueError("must be installed, default, none or a comma-separated list of model names")
     return names
+
+
+def oauth_apps(env: Env, prefix: str) -> list[dict]:
+    """allauth's APPS for one provider from <prefix>_CLIENT_ID and <prefix>_CLIENT_SECRET: one
+    app when both are set, none when neither is; one without the other stops start-up."""
+    client_id, secret = env.str(f"{prefix}_CLIENT_ID", default=""), env.str(f"{prefix}_CLIENT_SECRET", default="")
+    if bool(client_id) != bool(secret):
+        raise ImproperlyConfigured(f"Set both {prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET, or neither")
+    return [{"client_id": client_id, "secret": secret}] if client_id else []

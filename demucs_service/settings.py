@@ -12,7 +12,15 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from demucs_service.environment import Env, credit_packs, demucs_device, one_of, preload_models, throttle_rate
+from demucs_service.environment import (
+    Env,
+    credit_packs,
+    demucs_device,
+    oauth_apps,
+    one_of,
+    preload_models,
+    throttle_rate,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -59,6 +67,10 @@ INSTALLED_APPS = [
     "django_q",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
+    # allauth's GitHub and Google providers, reading their endpoints per request (accounts.social).
+    "accounts.social.github",
+    "accounts.social.google",
     "accounts",
     "credits",
     "demucs_service.observability",
@@ -155,6 +167,24 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = ""
 # The reset page sends nothing to an unknown address, like the API.
 ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 ACCOUNT_SESSION_REMEMBER = None
+
+# Social login (accounts.social): a provider is offered, and its URLs exist, only when its client
+# id and secret are set. A provider-verified address logs in to the account that has it (and is
+# connected to it); allauth wipes that account's password first unless the address was verified
+# here too, so whoever registered someone else's address does not keep a way in.
+GITHUB_URL = env.str("GITHUB_URL", default="https://github.com")
+SOCIALACCOUNT_ADAPTER = "accounts.social.adapter.SocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = {
+    "github": {"APPS": oauth_apps(env, "GITHUB"), "SCOPE": ["read:user", "user:email"], "GITHUB_URL": GITHUB_URL},
+    "google": {"APPS": oauth_apps(env, "GOOGLE"), "SCOPE": ["openid", "profile", "email"]},
+}
+SOCIALACCOUNT_QUERY_EMAIL = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_STORE_TOKENS = False
+# Connecting or disconnecting asks for the password again unless it was given in the last five
+# minutes: a borrowed session cannot add a way in (accounts without a password are not asked).
+SOCIALACCOUNT_REAUTHENTICATION_REQUIRED = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -209,6 +209,9 @@ def _csrf_cases(user: User, job: Job) -> dict[str, tuple]:
         "job-delete": (True, reverse("job-delete", kwargs={"job_id": job.pk}), {}),
         "profile": (True, reverse("profile"), {"email_on_job_finished": ""}),
         "verify-email-resend": (True, reverse("verify-email-resend"), {}),
+        "connection-remove": (True, reverse("connection-remove", kwargs={"connection_id": 1}), {}),
+        # The social login buttons ({% provider_login_url %}): a login started from another site.
+        "provider_login_url": (False, "/accounts/github/login/?process=login", {}),
         "admin:login": (False, reverse("admin:login"), {"username": user.username, "password": PASSWORD}),
     }
 
@@ -218,7 +221,7 @@ def _form_actions_in_our_templates() -> set[str]:
     for template in Path(django_settings.BASE_DIR, "templates").rglob("*.html"):
         for form in re.findall(r"<form[^>]*>", template.read_text()):
             if 'method="post"' in form:
-                match = re.search(r"{% url '([^']+)'", form)
+                match = re.search(r"{% url '([^']+)'", form) or re.search(r"{% (provider_login_url) ", form)
                 names.add(match.group(1) if match else f"(same page) {template.name}")
     return names
 
@@ -250,6 +253,8 @@ def test_the_csrf_table_covers_every_form_in_our_templates(user, owners_job):
         "job-delete",
         "profile",
         "verify-email-resend",
+        "connection-remove",
+        "provider_login_url",
         "admin:login",
     ],
 )

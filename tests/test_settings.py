@@ -281,6 +281,8 @@ def test_export_of_the_example_file_keeps_the_defaults(tmp_path):
         ("THROTTLE_UPLOAD", "lots", "THROTTLE_UPLOAD must look like 10/minute (s, m, h or d); got 'lots'"),
         ("EMAIL_VERIFICATION", "always", "EMAIL_VERIFICATION must be none, optional or mandatory; got 'always'"),
         ("EMAIL_URL", "pigeon://coop", "EMAIL_URL is not a valid email URL"),
+        ("GITHUB_CLIENT_ID", "Iv1.0123", "Set both GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET, or neither"),
+        ("GOOGLE_CLIENT_SECRET", "GOCSPX-x", "Set both GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET, or neither"),
         # Checked against the separation app's catalogue when the app starts.
         ("DEFAULT_MODEL", "htdemucs_9s", "DEFAULT_MODEL must be one of htdemucs, htdemucs_6s, hdemucs_mmi,"),
     ],

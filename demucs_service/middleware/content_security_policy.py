@@ -5,7 +5,9 @@ inline styles), so the policy allows 'self' and nothing else. Two exceptions:
 
 - form-action also allows Stripe Checkout: the credits page posts to our own /credits/buy/,
   which answers 303 to checkout.stripe.com, and Chromium checks form-action on every redirect
-  of a form submission, so without it the redirect is blocked.
+  of a form submission, so without it the redirect is blocked. For the same reason it allows
+  the sign-in pages of the configured social login providers (the log-in page's "Continue with
+  GitHub" posts to our /accounts/github/login/, which redirects to GitHub's authorize page).
 - With STORAGE_BACKEND=s3, stems and waveforms are redirects to presigned URLs of the bucket, so
   its origin is allowed for images, media and fetches.
 - /api/docs/ is drf-spectacular's Swagger UI: its page has an inline <script> (carrying the
@@ -18,6 +20,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.urls import reverse
+
+from accounts.social.selectors import social_login_origins
 
 STRIPE_CHECKOUT = "https://checkout.stripe.com"
 
@@ -54,17 +58,19 @@ def bucket_origin() -> str:
     return "https://*.amazonaws.com"
 
 
-def policy_with_bucket(origin: str) -> str:
-    if not origin:
-        return CONTENT_SECURITY_POLICY
-    return _header(
-        {
-            **_BASE,
-            "img-src": f"'self' data: {origin}",
-            "media-src": f"'self' {origin}",
-            "connect-src": f"'self' {origin}",
-        }
-    )
+def content_security_policy(*, api_docs: bool = False) -> str:
+    """The policy for this configuration. Read at each response: which providers and which bucket
+    are configured are settings (changed by the tests)."""
+    directives = dict(_API_DOCS if api_docs else _BASE)
+    providers = social_login_origins()
+    if providers:
+        directives["form-action"] = " ".join([directives["form-action"], *providers])
+    bucket = bucket_origin()
+    if bucket:
+        directives["img-src"] = f"'self' data: {bucket}"
+        directives["media-src"] = f"'self' {bucket}"
+        directives["connect-src"] = f"'self' {bucket}"
+    return _header(directives)
 
 
 class ContentSecurityPolicyMiddleware:
@@ -73,13 +79,11 @@ class ContentSecurityPolicyMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
         self.api_docs_path = None
-        self.policy = policy_with_bucket(bucket_origin())
 
     def __call__(self, request):
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
             if self.api_docs_path is None:
                 self.api_docs_path = reverse("api-docs")
-            policy = API_DOCS_CONTENT_SECURITY_POLICY if request.path == self.api_docs_path else self.policy
-            response["Content-Security-Policy"] = policy
+            response["Content-Security-Policy"] = content_security_policy(api_docs=request.path == self.api_docs_path)
         return response
