@@ -9,7 +9,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from credits import stripe_checkout
+from credits import square_checkout, stripe_checkout
 from credits.packs import pack_get, packs_list
 from credits.payment_events import payment_event_handle
 from credits.payment_providers import PaymentProviderError, WebhookInvalid, WebhookNotConfigured
@@ -111,8 +111,9 @@ def packages(request):
 )
 @api_view(["POST"])
 def purchase(request):
-    """Buy a pack. With Stripe configured: a Checkout Session whose `checkout_url` the customer pays
-    at; the credits arrive by webhook once they have paid. Without it, in development: a simulated
+    """Buy a pack. With Stripe or Square configured: a hosted checkout (a Stripe Checkout Session or
+    a Square payment link, whose `session_id` is the Square order id) whose `checkout_url` the
+    customer pays at; the credits arrive by webhook once they have paid. Without it, in development: a simulated
     purchase that credits at once and takes no money."""
     data = PurchaseInput(data=request.data)
     data.is_valid(raise_exception=True)
@@ -171,6 +172,26 @@ def stripe_webhook(request):
     except WebhookInvalid as invalid:
         logger.warning("Refused a Stripe webhook: %s", invalid)
         detail = "Invalid webhook: bad or missing Stripe-Signature, or not an event."
+        return JsonResponse({"detail": detail}, status=400)
+    handled = payment_event_handle(event=event)
+    return JsonResponse({"received": True, "handled": handled})
+
+
+@csrf_exempt
+@require_POST
+def square_webhook(request):
+    """Square's deliveries: verified by signature over our notification URL and the raw body,
+    then acted on once however often they come."""
+    try:
+        event = square_checkout.square_webhook_event_parse(
+            payload=request.body, signature=request.headers.get(square_checkout.SIGNATURE_HEADER, "")
+        )
+    except WebhookNotConfigured:
+        logger.error("A Square webhook arrived but SQUARE_WEBHOOK_SIGNATURE_KEY or SITE_URL is not set")
+        return JsonResponse({"detail": "Webhooks are not configured on this server."}, status=503)
+    except WebhookInvalid as invalid:
+        logger.warning("Refused a Square webhook: %s", invalid)
+        detail = "Invalid webhook: bad or missing x-square-hmacsha256-signature, or not an event."
         return JsonResponse({"detail": detail}, status=400)
     handled = payment_event_handle(event=event)
     return JsonResponse({"received": True, "handled": handled})

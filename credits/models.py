@@ -69,6 +69,7 @@ class Payment(models.Model):
 
     class Provider(models.TextChoices):
         STRIPE = "stripe", "Stripe"
+        SQUARE = "square", "Square"
 
     class Status(models.TextChoices):
         OPEN = "open", "Checkout open"

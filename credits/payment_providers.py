@@ -1,6 +1,6 @@
 """What the ledger needs from a payment provider, in the provider's own terms nowhere.
 
-A provider module (credits/stripe_checkout.py; a Square one would sit beside it) starts a hosted
+A provider module (credits/stripe_checkout.py, credits/square_checkout.py) starts a hosted
 checkout for a pack and turns a verified webhook delivery into one of the events below. The
 services in credits/payment_events.py act on these events only, so adding a provider touches neither
 them nor the ledger.
@@ -20,6 +20,7 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 
 class PaymentsMode(StrEnum):
     STRIPE = "stripe"  # real money through Stripe Checkout
+    SQUARE = "square"  # real money through a Square payment link
     SIMULATED = "simulated"  # development: credits without money
     OFF = "off"  # neither: buying is refused
 
@@ -109,7 +110,11 @@ PaymentEvent = CheckoutCompleted | CheckoutClosed | PaymentReversed | PaymentRei
 
 
 def payments_mode() -> PaymentsMode:
-    if settings.STRIPE_SECRET_KEY:
+    """The operator's PAYMENT_PROVIDER (settings refuse to start when it lacks its keys), else
+    Stripe when its key is set."""
+    if settings.PAYMENT_PROVIDER == PaymentsMode.SQUARE:
+        return PaymentsMode.SQUARE
+    if settings.PAYMENT_PROVIDER == PaymentsMode.STRIPE or settings.STRIPE_SECRET_KEY:
         return PaymentsMode.STRIPE
     if settings.PAYMENTS_SIMULATED:
         return PaymentsMode.SIMULATED

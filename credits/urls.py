@@ -19,4 +19,5 @@ api_urlpatterns = [
 # Mounted at /api/payments/: the providers' webhooks.
 payments_api_urlpatterns = [
     path("stripe/webhook", api.stripe_webhook, name="api-payments-stripe-webhook"),
+    path("square/webhook", api.square_webhook, name="api-payments-square-webhook"),
 ]

@@ -64,9 +64,11 @@ def buy(request):
 
 @login_required
 def checkout_success(request):
-    """Where Stripe sends the customer after paying. The credits come by webhook, usually within
-    seconds, so the page says so and shows whether they are in yet."""
-    payment = payment_get_for_user(user=request.user, session_id=request.GET.get("session_id", "")[:255])
+    """Where the provider sends the customer after paying (Stripe names the session, Square the
+    order). The credits come by webhook, usually within seconds, so the page says so and shows
+    whether they are in yet."""
+    session_id = request.GET.get("session_id") or request.GET.get("orderId") or ""
+    payment = payment_get_for_user(user=request.user, session_id=session_id[:255])
     return render(request, "credits/checkout_success.html", {"payment": payment})
 
 

@@ -3,18 +3,25 @@
 Our pages load scripts, styles and images from our own origin only (no inline scripts, no
 inline styles), so the policy allows 'self' and nothing else. Two exceptions:
 
-- form-action also allows Stripe Checkout: the credits page posts to our own /credits/buy/,
-  which answers 303 to checkout.stripe.com, and Chromium checks form-action on every redirect
-  of a form submission, so without it the redirect is blocked.
+- form-action also allows Stripe Checkout and Square's hosted checkout: the credits page posts
+  to our own /credits/buy/, which answers 303 to checkout.stripe.com or a square.link payment
+  link (which redirects on to checkout.square.site), and Chromium checks form-action on every
+  redirect of a form submission, so without them the redirect is blocked. When SQUARE_API_BASE
+  or STRIPE_API_BASE points at another host (a test's fake provider), that host serves the
+  checkout pages too, so its origin is allowed as well.
 - /api/docs/ is drf-spectacular's Swagger UI: its page has an inline <script> (carrying the
   CSRF token, so no fixed hash fits) and an inline <style>, and Swagger UI's React components
   set style attributes. It gets its own policy with 'unsafe-inline' for scripts and styles; it
   holds no user data and is still framed by nobody.
 """
 
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from django.urls import reverse
 
 STRIPE_CHECKOUT = "https://checkout.stripe.com"
+SQUARE_CHECKOUT = "https://square.link https://*.square.link https://*.square.site"
 
 _BASE = {
     "default-src": "'self'",
@@ -23,7 +30,7 @@ _BASE = {
     "style-src": "'self'",
     "object-src": "'none'",
     "base-uri": "'self'",
-    "form-action": f"'self' {STRIPE_CHECKOUT}",
+    "form-action": f"'self' {STRIPE_CHECKOUT} {SQUARE_CHECKOUT}",
     "frame-ancestors": "'none'",
 }
 _API_DOCS = {**_BASE, "script-src": "'self' 'unsafe-inline'", "style-src": "'self' 'unsafe-inline'"}
@@ -34,6 +41,20 @@ def _header(directives: dict[str, str]) -> str:
 
 
 CONTENT_SECURITY_POLICY = _header(_BASE)
+
+
+def _policy_with_provider_hosts() -> str:
+    """The policy, with form-action also allowing the provider API hosts an operator set."""
+    origins = []
+    for base in (settings.STRIPE_API_BASE, settings.SQUARE_API_BASE):
+        if base:
+            parts = urlsplit(base)
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+    if not origins:
+        return CONTENT_SECURITY_POLICY
+    return _header({**_BASE, "form-action": " ".join([_BASE["form-action"], *origins])})
+
+
 API_DOCS_CONTENT_SECURITY_POLICY = _header(_API_DOCS)
 
 
@@ -49,6 +70,9 @@ class ContentSecurityPolicyMiddleware:
         if "Content-Security-Policy" not in response:
             if self.api_docs_path is None:
                 self.api_docs_path = reverse("api-docs")
-            policy = API_DOCS_CONTENT_SECURITY_POLICY if request.path == self.api_docs_path else CONTENT_SECURITY_POLICY
+            if request.path == self.api_docs_path:
+                policy = API_DOCS_CONTENT_SECURITY_POLICY
+            else:
+                policy = _policy_with_provider_hosts()
             response["Content-Security-Policy"] = policy
         return response
