@@ -7,6 +7,7 @@ them nor the ledger.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -101,12 +102,37 @@ class PaymentReinstated:
 
 
 @dataclass(frozen=True)
+class SubscriptionChanged:
+    """What a provider said about a subscription: its checkout completed (status ""), an invoice
+    paid a period (paid_through), a renewal failed (payment_failed), or its status changed or it
+    ended (ended). user_id and plan_id come from the metadata we set at checkout; at is the
+    event's own time, so an older event never overwrites a newer status."""
+
+    provider: str
+    subscription_id: str
+    customer_id: str
+    user_id: int | None
+    plan_id: str
+    at: datetime
+    status: str = ""
+    period_start: datetime | None = None
+    paid_through: datetime | None = None
+    amount: Decimal | None = None
+    currency: str = ""
+    payment_failed: bool = False
+    cancel_at_period_end: bool | None = None
+    ended: bool = False
+
+
+@dataclass(frozen=True)
 class EventIgnored:
     provider: str
     type: str
 
 
-PaymentEvent = CheckoutCompleted | CheckoutClosed | PaymentReversed | PaymentReinstated | EventIgnored
+PaymentEvent = (
+    CheckoutCompleted | CheckoutClosed | PaymentReversed | PaymentReinstated | SubscriptionChanged | EventIgnored
+)
 
 
 def payments_mode() -> PaymentsMode:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from demucs_service.environment import Env, credit_packs, demucs_device, one_of, preload_models, throttle_rate
+from demucs_service.environment import (
+    Env,
+    credit_packs,
+    demucs_device,
+    one_of,
+    preload_models,
+    subscription_plans,
+    throttle_rate,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -378,6 +386,15 @@ if PAYMENT_PROVIDER == "square":
     ]
     if _square_missing:
         raise ImproperlyConfigured(f"PAYMENT_PROVIDER=square needs {', '.join(_square_missing)}.")
+
+# Subscriptions (Stripe Billing): monthly plans, id:price in CREDIT_CURRENCY; empty: none sold.
+SUBSCRIPTION_PLANS = env("SUBSCRIPTION_PLANS", cast=subscription_plans, default=[])
+if SUBSCRIPTION_PLANS and not STRIPE_SECRET_KEY:
+    raise ImproperlyConfigured("SUBSCRIPTION_PLANS are sold through Stripe Billing: set STRIPE_SECRET_KEY too.")
+# "Unlimited" within fair use: this many hours of audio per paid period; past it, jobs cost credits.
+SUBSCRIPTION_FAIR_USE_HOURS = env.int("SUBSCRIPTION_FAIR_USE_HOURS", default=30, minimum=1)
+# After a failed renewal, the subscription keeps covering jobs this long while Stripe retries.
+SUBSCRIPTION_GRACE_DAYS = env.int("SUBSCRIPTION_GRACE_DAYS", default=3, minimum=0)
 
 # Logs go to stderr: readable text by default, one JSON object a line with LOG_FORMAT=json.
 # Each line carries the request id, user id and job id (demucs_service.observability.log_context).

@@ -67,7 +67,8 @@ def test_the_policy_allows_only_our_origin_and_the_providers_checkouts_for_forms
         "style-src": "'self'",
         "object-src": "'none'",
         "base-uri": "'self'",
-        "form-action": "'self' https://checkout.stripe.com https://square.link https://*.square.link https://*.square.site",
+        "form-action": "'self' https://checkout.stripe.com https://billing.stripe.com "
+        "https://square.link https://*.square.link https://*.square.site",
         "frame-ancestors": "'none'",
     }
     assert "unsafe" not in CONTENT_SECURITY_POLICY

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.urls import reverse
 
-STRIPE_CHECKOUT = "https://checkout.stripe.com"
+# Checkout, and the customer portal (the account page's "Manage subscription" posts to us, then 303).
+STRIPE_CHECKOUT = "https://checkout.stripe.com https://billing.stripe.com"
 SQUARE_CHECKOUT = "https://square.link https://*.square.link https://*.square.site"
 
 _BASE = {
