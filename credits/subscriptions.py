@@ -24,19 +24,18 @@ import stripe
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.urls import reverse
-from django.utils import timezone
 
 from credits.models import CreditTransaction, Subscription, SubscriptionUse
 from credits.payment_providers import PaymentProviderError, SubscriptionChanged, money_to_minor_units
+from credits.selectors import subscriptions_covering
 from credits.services import LedgerPosting, credits_charge_job, ledger_append, ledger_lock_user
 from credits.stripe_checkout import stripe_client
 
 logger = logging.getLogger(__name__)
 
 Status = Subscription.Status
-COVERING = (Status.ACTIVE, Status.TRIALING, Status.PAST_DUE)
 
 
 @dataclass(frozen=True)
@@ -71,13 +70,7 @@ def plan_get(plan_id: str) -> Plan | None:
 
 def subscription_covering(*, user_id: int) -> Subscription | None:
     """The subscription that covers the user's jobs now, if any."""
-    now = timezone.now()
-    return (
-        Subscription.objects.filter(user_id=user_id, ended_at__isnull=True, status__in=COVERING)
-        .filter(Q(paid_through__gt=now) | Q(grace_until__gt=now))
-        .order_by("-paid_through", "-id")
-        .first()
-    )
+    return subscriptions_covering().filter(user_id=user_id).order_by("-paid_through", "-id").first()
 
 
 def subscription_latest(*, user_id: int) -> Subscription | None:
