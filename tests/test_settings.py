@@ -368,3 +368,21 @@ def test_the_payment_provider_is_the_one_configured_and_must_be_chosen_when_both
     bad = _run(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="paypal")
     assert bad.returncode != 0
     assert "PAYMENT_PROVIDER must be stripe or square" in bad.stderr
+
+
+def test_subscription_plans_are_read_from_the_environment_and_need_stripe(tmp_path):
+    names = ["SUBSCRIPTION_PLANS", "SUBSCRIPTION_FAIR_USE_HOURS", "SUBSCRIPTION_GRACE_DAYS"]
+    assert _settings(tmp_path, names, DEBUG="1") == {
+        "SUBSCRIPTION_PLANS": [],
+        "SUBSCRIPTION_FAIR_USE_HOURS": 30,
+        "SUBSCRIPTION_GRACE_DAYS": 3,
+    }
+    chosen = _settings(tmp_path, names[:1], DEBUG="1", SUBSCRIPTION_PLANS="unlimited:9.99,pro:19", **STRIPE)
+    assert chosen == {"SUBSCRIPTION_PLANS": [{"id": "unlimited", "price": "9.99"}, {"id": "pro", "price": "19"}]}
+    without_stripe = _run(tmp_path, SETUP, DEBUG="1", SUBSCRIPTION_PLANS="unlimited:9.99")
+    assert without_stripe.returncode != 0
+    assert "SUBSCRIPTION_PLANS are sold through Stripe Billing" in without_stripe.stderr
+    for bad in ("unlimited", "unlimited:0", "a:1,a:2", "x:nine"):
+        result = _run(tmp_path, SETUP, DEBUG="1", SUBSCRIPTION_PLANS=bad, **STRIPE)
+        assert result.returncode != 0, bad
+        assert "SUBSCRIPTION_PLANS" in result.stderr, bad
