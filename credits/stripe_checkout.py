@@ -195,9 +195,11 @@ def _user_id(metadata: dict, fallback=None) -> int | None:
     return int(value) if value else None
 
 
-def _subscription_read(kind: str, obj: dict, *, at: datetime) -> SubscriptionChanged:
+def _subscription_read(kind: str, obj: dict, *, at: datetime) -> PaymentEvent:
     if kind == "checkout.session.completed":
         metadata = obj.get("metadata") or {}
+        if not obj.get("subscription"):
+            return EventIgnored(provider=PROVIDER, type=f"{kind} (subscription mode, no subscription)")
         return SubscriptionChanged(
             provider=PROVIDER,
             subscription_id=_id(obj["subscription"]),

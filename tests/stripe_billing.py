@@ -38,7 +38,7 @@ def _metadata(user) -> dict:
     return {"user_id": str(user.pk), "plan_id": "unlimited"}
 
 
-def checkout_completed(user, *, subscription: str, customer: str, created: int | None = None) -> str:
+def checkout_completed(user, *, subscription: str | None, customer: str, created: int | None = None) -> str:
     return event(
         "checkout.session.completed",
         {

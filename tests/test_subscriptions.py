@@ -221,6 +221,15 @@ def test_events_for_an_unknown_user_make_nothing(fake_stripe):
     assert not Subscription.objects.exists()
 
 
+def test_a_subscription_checkout_naming_no_subscription_makes_nothing(user, fake_stripe):
+    payload = checkout_completed(user, subscription=None, customer=new_id("cus"))
+
+    response = deliver(payload)
+
+    assert response.status_code == 200 and response.json()["handled"] is False
+    assert not Subscription.objects.exists()
+
+
 def test_an_unsigned_subscription_event_is_refused(user, fake_stripe):
     payload = invoice(user, subscription=new_id("sub"), customer=new_id("cus"), start=int(time.time()))
 
