@@ -98,8 +98,9 @@ def square_payment_link_create(
             idempotency_key=_idempotency_key(idempotency_key),
             order=order,
             checkout_options={"redirect_url": redirect_url, "ask_for_shipping_address": False},
-            pre_populated_data={"buyer_email": user.email} if user.email else None,
             payment_note=f"{pack.label} for account {user.pk}",
+            # Left out, not sent as null, without an address.
+            **({"pre_populated_data": {"buyer_email": user.email}} if user.email else {}),
         )
     except (ApiError, httpx.HTTPError) as error:
         logger.warning("Square refused or did not answer a payment link for user %s: %s", user.pk, error)

@@ -105,6 +105,14 @@ def test_the_api_opens_a_payment_link_for_the_pack_and_credits_nothing_yet(user,
     assert not _purchases().exists()
 
 
+def test_an_account_without_an_address_sends_no_prepopulated_data(user, user_client, fake_square):
+    type(user).objects.filter(pk=user.pk).update(email="")
+
+    assert user_client.post("/api/credits/purchase", {"package": "starter"}, format="json").status_code == 201
+
+    assert "pre_populated_data" not in fake_square.requests[0]["json"]
+
+
 def test_a_retried_request_with_the_same_idempotency_key_opens_one_payment_link(user_client, fake_square):
     first = user_client.post("/api/credits/purchase", {"package": "starter"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
     second = user_client.post("/api/credits/purchase", {"package": "starter"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
