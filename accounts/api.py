@@ -26,6 +26,8 @@ from accounts.throttles import (
     RegisterIPThrottle,
 )
 from accounts.tokens import access_token_issue
+from credits.api import SubscriptionOutput
+from credits.subscriptions import subscription_latest
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,15 @@ class UserOutput(serializers.Serializer):
         help_text="Free credits granted once the email address is verified (one welcome bonus per address); "
         "null when none are waiting"
     )
+
+    subscription = serializers.SerializerMethodField(
+        help_text="The plan covering jobs now (else the latest one): plan, status, current_period_end; null if none"
+    )
+
+    @extend_schema_field(SubscriptionOutput(allow_null=True))
+    def get_subscription(self, user) -> dict | None:
+        subscription = subscription_latest(user_id=user.pk)
+        return None if subscription is None else SubscriptionOutput(subscription).data
 
     def get_email_verified(self, user) -> bool:
         return user_email_verified(user=user)

@@ -6,7 +6,15 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from credits.models import OPEN_SHORTFALL, AccountOwing, CreditTransaction, Payment, PaymentReversal
+from credits.models import (
+    OPEN_SHORTFALL,
+    AccountOwing,
+    CreditTransaction,
+    Payment,
+    PaymentReversal,
+    Subscription,
+    SubscriptionUse,
+)
 from credits.shortfalls import payment_shortfall_collect, payment_shortfall_waive
 
 
@@ -165,3 +173,43 @@ class PaymentReversalAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "provider", "kind", "provider_reversal_id", "payment_intent_id", "amount", "currency")
     list_filter = ("kind", "provider", "created_at")
     search_fields = ("provider_reversal_id", "payment_intent_id", "charge_id")
+
+
+class SubscriptionUseInline(admin.TabularInline):
+    model = SubscriptionUse
+    fields = ("job_id", "seconds", "created_at", "released_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    """Read-only: Stripe's events change subscriptions; people cancel in Stripe's customer portal,
+    operators in the Stripe dashboard (its event then arrives here)."""
+
+    list_display = (
+        "created_at",
+        "user",
+        "plan_id",
+        "status",
+        "covers_jobs",
+        "paid_through",
+        "grace_until",
+        "cancel_at_period_end",
+        "amount",
+        "currency",
+        "ended_at",
+    )
+    list_filter = ("status", "plan_id", "cancel_at_period_end")
+    search_fields = ("user__username", "user__email", "provider_subscription_id", "provider_customer_id")
+    list_select_related = ("user",)
+    inlines = [SubscriptionUseInline]
+
+    @admin.display(boolean=True, description="Covers jobs now")
+    def covers_jobs(self, obj):
+        return obj.covers_jobs

@@ -1,6 +1,7 @@
 import logging
 
 from django.http import JsonResponse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
@@ -9,13 +10,21 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from credits import stripe_checkout
+from credits import square_checkout, stripe_checkout
 from credits.packs import pack_get, packs_list
 from credits.payment_events import payment_event_handle
 from credits.payment_providers import PaymentProviderError, WebhookInvalid, WebhookNotConfigured
 from credits.purchases import PAYMENTS_OFF_MESSAGE, PROVIDER_ERROR_MESSAGE, PaymentsOff, purchase_start
 from credits.selectors import transaction_list_for_user
 from credits.services import IdempotencyConflict
+from credits.subscriptions import (
+    AlreadySubscribed,
+    NoCustomer,
+    plan_get,
+    plans_list,
+    subscription_checkout_start,
+    subscription_portal_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +120,9 @@ def packages(request):
 )
 @api_view(["POST"])
 def purchase(request):
-    """Buy a pack. With Stripe configured: a Checkout Session whose `checkout_url` the customer pays
-    at; the credits arrive by webhook once they have paid. Without it, in development: a simulated
+    """Buy a pack. With Stripe or Square configured: a hosted checkout (a Stripe Checkout Session or
+    a Square payment link, whose `session_id` is the Square order id) whose `checkout_url` the
+    customer pays at; the credits arrive by webhook once they have paid. Without it, in development: a simulated
     purchase that credits at once and takes no money."""
     data = PurchaseInput(data=request.data)
     data.is_valid(raise_exception=True)
@@ -176,6 +186,26 @@ def stripe_webhook(request):
     return JsonResponse({"received": True, "handled": handled})
 
 
+@csrf_exempt
+@require_POST
+def square_webhook(request):
+    """Square's deliveries: verified by signature over our notification URL and the raw body,
+    then acted on once however often they come."""
+    try:
+        event = square_checkout.square_webhook_event_parse(
+            payload=request.body, signature=request.headers.get(square_checkout.SIGNATURE_HEADER, "")
+        )
+    except WebhookNotConfigured:
+        logger.error("A Square webhook arrived but SQUARE_WEBHOOK_SIGNATURE_KEY or SITE_URL is not set")
+        return JsonResponse({"detail": "Webhooks are not configured on this server."}, status=503)
+    except WebhookInvalid as invalid:
+        logger.warning("Refused a Square webhook: %s", invalid)
+        detail = "Invalid webhook: bad or missing x-square-hmacsha256-signature, or not an event."
+        return JsonResponse({"detail": detail}, status=400)
+    handled = payment_event_handle(event=event)
+    return JsonResponse({"received": True, "handled": handled})
+
+
 @extend_schema(tags=["credits"])
 class HistoryView(generics.ListAPIView):
     """The ledger, newest first, 20 to a page."""
@@ -184,3 +214,88 @@ class HistoryView(generics.ListAPIView):
 
     def get_queryset(self):
         return transaction_list_for_user(user=self.request.user)
+
+
+class SubscriptionOutput(serializers.Serializer):
+    plan = serializers.CharField(source="plan_id")
+    status = serializers.CharField()
+    current_period_end = serializers.DateTimeField(source="paid_through", allow_null=True)
+    cancel_at_period_end = serializers.BooleanField()
+
+
+class SubscribeInput(serializers.Serializer):
+    plan = serializers.CharField(max_length=64, help_text="A plan id from SUBSCRIPTION_PLANS")
+
+    def validate_plan(self, value):
+        plan = plan_get(value)
+        if plan is None:
+            known = ", ".join(plan.id for plan in plans_list()) or "none are sold on this server"
+            raise serializers.ValidationError(f"Unknown plan {value!r}; choose one of: {known}.")
+        return plan
+
+
+class CheckoutUrlOutput(serializers.Serializer):
+    checkout_url = serializers.URLField()
+
+
+class PortalOutput(serializers.Serializer):
+    portal_url = serializers.URLField()
+
+
+ALREADY_SUBSCRIBED_MESSAGE = "You already have an active subscription; manage it from your account page."
+NO_CUSTOMER_MESSAGE = "You have no subscription to manage yet."
+
+
+@extend_schema(
+    request=SubscribeInput,
+    responses={
+        201: CheckoutUrlOutput,
+        409: OpenApiResponse(ErrorOutput, description="Already subscribed"),
+        502: OpenApiResponse(ErrorOutput, description="Stripe did not answer"),
+    },
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key", str, OpenApiParameter.HEADER, description="Retries with the same key open one checkout"
+        )
+    ],
+    tags=["credits"],
+)
+@api_view(["POST"])
+def subscribe(request):
+    """Subscribe to a monthly plan: a Stripe Checkout in subscription mode whose `checkout_url`
+    the customer pays at. Jobs are covered once Stripe says the first invoice is paid."""
+    data = SubscribeInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    try:
+        url = subscription_checkout_start(
+            user=request.user,
+            plan=data.validated_data["plan"],
+            site_url=request.build_absolute_uri("/"),
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
+        )
+    except AlreadySubscribed:
+        return Response({"detail": ALREADY_SUBSCRIBED_MESSAGE, "code": "already_subscribed"}, status=409)
+    except PaymentProviderError:
+        return Response({"detail": PROVIDER_ERROR_MESSAGE, "code": "payment_provider_error"}, status=502)
+    return Response(CheckoutUrlOutput({"checkout_url": url}).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    request=None,
+    responses={
+        201: PortalOutput,
+        404: OpenApiResponse(ErrorOutput, description="No subscription yet"),
+        502: OpenApiResponse(ErrorOutput, description="Stripe did not answer"),
+    },
+    tags=["credits"],
+)
+@api_view(["POST"])
+def subscription_portal(request):
+    """Stripe's customer portal for the caller's subscription: cancel it or change the card."""
+    try:
+        url = subscription_portal_url(user=request.user, return_url=request.build_absolute_uri(reverse("profile")))
+    except NoCustomer:
+        return Response({"detail": NO_CUSTOMER_MESSAGE, "code": "no_subscription"}, status=404)
+    except PaymentProviderError:
+        return Response({"detail": PROVIDER_ERROR_MESSAGE, "code": "payment_provider_error"}, status=502)
+    return Response(PortalOutput({"portal_url": url}).data, status=status.HTTP_201_CREATED)

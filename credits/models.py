@@ -3,6 +3,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import ExpressionWrapper, F
+from django.utils import timezone
 
 from accounts.models import User
 
@@ -21,6 +22,8 @@ class CreditTransaction(models.Model):
         # Credits coming back to an account first repay what a refund or dispute could not take back.
         SHORTFALL_REPAYMENT = "shortfall_repayment", "Owed credits repaid"
         PAYMENT_REINSTATED = "payment_reinstated", "Dispute won: credits back"
+        # A job a subscription covers: amount 0, so the history shows every job (reference names both).
+        SUBSCRIPTION_JOB = "subscription_job", "Covered by subscription"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_transactions")
     amount = models.DecimalField(max_digits=10, decimal_places=2)
@@ -46,7 +49,12 @@ class CreditTransaction(models.Model):
                 condition=models.Q(kind__in=["job_refund", "admin_refund"]) & ~models.Q(reference=""),
                 name="credittx_one_refund_per_reference",
             ),
-            models.CheckConstraint(condition=~models.Q(amount=0), name="credittx_amount_not_zero"),
+            # Only a job covered by a subscription is a zero row, and it is always zero.
+            models.CheckConstraint(
+                condition=models.Q(kind="subscription_job", amount=0)
+                | (~models.Q(kind="subscription_job") & ~models.Q(amount=0)),
+                name="credittx_amount_not_zero",
+            ),
             models.CheckConstraint(condition=models.Q(balance_after__gte=0), name="credittx_balance_not_negative"),
         ]
 
@@ -69,6 +77,7 @@ class Payment(models.Model):
 
     class Provider(models.TextChoices):
         STRIPE = "stripe", "Stripe"
+        SQUARE = "square", "Square"
 
     class Status(models.TextChoices):
         OPEN = "open", "Checkout open"
@@ -228,3 +237,77 @@ class AccountOwing(User):
         proxy = True
         verbose_name = "account with an open shortfall"
         verbose_name_plural = "accounts with an open shortfall"
+
+
+class Subscription(models.Model):
+    """A monthly plan sold through Stripe Billing, as Stripe's events described it. It covers jobs
+    (instead of credits) while it is not ended and its last paid period, or the grace period after
+    a failed renewal, has not run out (credits.subscriptions)."""
+
+    class Status(models.TextChoices):
+        # Stripe's subscription statuses.
+        INCOMPLETE = "incomplete", "Waiting for the first payment"
+        INCOMPLETE_EXPIRED = "incomplete_expired", "First payment never made"
+        TRIALING = "trialing", "Trial"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Renewal payment failed"
+        UNPAID = "unpaid", "Unpaid"
+        CANCELED = "canceled", "Cancelled"
+        PAUSED = "paused", "Paused"
+
+    provider = models.CharField(max_length=20, default="stripe")
+    provider_subscription_id = models.CharField(max_length=255, unique=True)
+    provider_customer_id = models.CharField(max_length=255, blank=True, default="")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="subscriptions")
+    plan_id = models.CharField(max_length=64)
+    # The monthly price, in units of the currency.
+    amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, default="usd")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.INCOMPLETE)
+    # The Stripe event time of the status we keep: an older event never overwrites a newer one.
+    status_at = models.DateTimeField(null=True, blank=True)
+    # The latest period an invoice paid (only grows), and the grace after a failed renewal.
+    period_start = models.DateTimeField(null=True, blank=True)
+    paid_through = models.DateTimeField(null=True, blank=True)
+    grace_until = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    # Set once Stripe says the subscription is deleted; nothing covers jobs after it.
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="subscription_amount_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.plan_id} {self.provider_subscription_id} ({self.get_status_display()})"
+
+    @property
+    def covers_jobs(self) -> bool:
+        """Whether it covers jobs now (credits.subscriptions.subscription_covering, for one row)."""
+        now = timezone.now()
+        return (
+            self.ended_at is None
+            and self.status in (self.Status.ACTIVE, self.Status.TRIALING, self.Status.PAST_DUE)
+            and any(moment is not None and moment > now for moment in (self.paid_through, self.grace_until))
+        )
+
+
+class SubscriptionUse(models.Model):
+    """A job a subscription covered, with the audio it counts against the fair-use bound; released
+    (no longer counted) when the job failed or was cancelled."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="uses")
+    job_id = models.UUIDField(unique=True)
+    seconds = models.FloatField()
+    released_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Job {self.job_id} covered by {self.subscription_id}"

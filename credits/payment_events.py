@@ -30,8 +30,10 @@ from credits.payment_providers import (
     PaymentEvent,
     PaymentReinstated,
     PaymentReversed,
+    SubscriptionChanged,
 )
 from credits.services import ledger_append, ledger_lock_payment, ledger_lock_user
+from credits.subscriptions import subscription_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ def payment_event_handle(*, event: PaymentEvent) -> bool:
         return payment_reversal_record(event=event) is not None
     if isinstance(event, PaymentReinstated):
         return payment_reinstatement_record(event=event) is not None
+    if isinstance(event, SubscriptionChanged):
+        return subscription_event_record(event=event) is not None
     assert isinstance(event, EventIgnored)
     return False
 

@@ -1,12 +1,13 @@
 """What the ledger needs from a payment provider, in the provider's own terms nowhere.
 
-A provider module (credits/stripe_checkout.py; a Square one would sit beside it) starts a hosted
+A provider module (credits/stripe_checkout.py, credits/square_checkout.py) starts a hosted
 checkout for a pack and turns a verified webhook delivery into one of the events below. The
 services in credits/payment_events.py act on these events only, so adding a provider touches neither
 them nor the ledger.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -20,6 +21,7 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 
 class PaymentsMode(StrEnum):
     STRIPE = "stripe"  # real money through Stripe Checkout
+    SQUARE = "square"  # real money through a Square payment link
     SIMULATED = "simulated"  # development: credits without money
     OFF = "off"  # neither: buying is refused
 
@@ -100,16 +102,45 @@ class PaymentReinstated:
 
 
 @dataclass(frozen=True)
+class SubscriptionChanged:
+    """What a provider said about a subscription: its checkout completed (status ""), an invoice
+    paid a period (paid_through), a renewal failed (payment_failed), or its status changed or it
+    ended (ended). user_id and plan_id come from the metadata we set at checkout; at is the
+    event's own time, so an older event never overwrites a newer status."""
+
+    provider: str
+    subscription_id: str
+    customer_id: str
+    user_id: int | None
+    plan_id: str
+    at: datetime
+    status: str = ""
+    period_start: datetime | None = None
+    paid_through: datetime | None = None
+    amount: Decimal | None = None
+    currency: str = ""
+    payment_failed: bool = False
+    cancel_at_period_end: bool | None = None
+    ended: bool = False
+
+
+@dataclass(frozen=True)
 class EventIgnored:
     provider: str
     type: str
 
 
-PaymentEvent = CheckoutCompleted | CheckoutClosed | PaymentReversed | PaymentReinstated | EventIgnored
+PaymentEvent = (
+    CheckoutCompleted | CheckoutClosed | PaymentReversed | PaymentReinstated | SubscriptionChanged | EventIgnored
+)
 
 
 def payments_mode() -> PaymentsMode:
-    if settings.STRIPE_SECRET_KEY:
+    """The operator's PAYMENT_PROVIDER (settings refuse to start when it lacks its keys), else
+    Stripe when its key is set."""
+    if settings.PAYMENT_PROVIDER == PaymentsMode.SQUARE:
+        return PaymentsMode.SQUARE
+    if settings.PAYMENT_PROVIDER == PaymentsMode.STRIPE or settings.STRIPE_SECRET_KEY:
         return PaymentsMode.STRIPE
     if settings.PAYMENTS_SIMULATED:
         return PaymentsMode.SIMULATED

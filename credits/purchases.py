@@ -7,7 +7,7 @@ from urllib.parse import urljoin
 
 from django.urls import reverse
 
-from credits import stripe_checkout
+from credits import square_checkout, stripe_checkout
 from credits.models import Payment
 from credits.packs import CreditPack
 from credits.payment_providers import PaymentsMode, payments_mode
@@ -54,16 +54,23 @@ def purchase_start(*, user, pack: CreditPack, site_url: str, idempotency_key: st
 
 
 def _checkout_start(*, user, pack: CreditPack, site_url: str, idempotency_key: str) -> tuple[Payment, str]:
-    """Open a Stripe Checkout for a pack and record it; returns the Payment and the URL to send
-    the customer to. No credits change here."""
-    success_url = urljoin(site_url, reverse("credits-success")) + "?session_id={CHECKOUT_SESSION_ID}"
-    started = stripe_checkout.stripe_checkout_session_create(
-        user=user,
-        pack=pack,
-        success_url=success_url,
-        cancel_url=urljoin(site_url, reverse("credits-cancel")),
-        idempotency_key=f"checkout:{user.pk}:{pack.id}:{idempotency_key}" if idempotency_key else "",
-    )
+    """Open the provider's hosted checkout for a pack and record it; returns the Payment and the
+    URL to send the customer to. No credits change here."""
+    key = f"checkout:{user.pk}:{pack.id}:{idempotency_key}" if idempotency_key else ""
+    success_url = urljoin(site_url, reverse("credits-success"))
+    if payments_mode() == PaymentsMode.SQUARE:
+        # Square adds ?checkoutId=...&orderId=... to the redirect.
+        started = square_checkout.square_payment_link_create(
+            user=user, pack=pack, redirect_url=success_url, idempotency_key=key
+        )
+    else:
+        started = stripe_checkout.stripe_checkout_session_create(
+            user=user,
+            pack=pack,
+            success_url=success_url + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=urljoin(site_url, reverse("credits-cancel")),
+            idempotency_key=key,
+        )
     payment, _ = Payment.objects.get_or_create(
         provider=started.provider,
         provider_session_id=started.session_id,

@@ -4,8 +4,9 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.db.models import CharField, Count, DecimalField, F, OuterRef, Q, Subquery, Sum, Value, Window
 from django.db.models.functions import Cast, Coalesce, Concat, Lag
+from django.utils import timezone
 
-from credits.models import OPEN_SHORTFALL, CreditTransaction, Payment
+from credits.models import OPEN_SHORTFALL, CreditTransaction, Payment, Subscription
 from credits.packs import packs_list
 
 Kind = CreditTransaction.Kind
@@ -210,4 +211,32 @@ def revenue_statistics() -> RevenueStatistics:
             )
             for row in rows
         ]
+    )
+
+
+@dataclass(frozen=True)
+class SubscriptionStatistics:
+    covering: int  # subscriptions covering jobs now (paid period or grace)
+    in_grace: int  # of them, past due: a renewal failed, covered only by the grace period
+    mrr_by_currency: dict[str, Decimal]  # monthly recurring revenue: the covering ones' monthly prices
+
+
+def subscriptions_covering():
+    """Subscriptions that cover jobs now: not ended, active, trialing or past due, within their
+    paid period or the grace after a failed renewal (Subscription.covers_jobs, for one row)."""
+    now = timezone.now()
+    return Subscription.objects.filter(
+        ended_at__isnull=True,
+        status__in=[Subscription.Status.ACTIVE, Subscription.Status.TRIALING, Subscription.Status.PAST_DUE],
+    ).filter(Q(paid_through__gt=now) | Q(grace_until__gt=now))
+
+
+def subscription_statistics() -> SubscriptionStatistics:
+    """Monthly recurring revenue, counted from the subscriptions that cover jobs now."""
+    covering = subscriptions_covering()
+    rows = covering.values("currency").annotate(count=Count("pk"), mrr=Sum("amount")).order_by("currency")
+    return SubscriptionStatistics(
+        covering=sum(row["count"] for row in rows),
+        in_grace=covering.filter(status=Subscription.Status.PAST_DUE).count(),
+        mrr_by_currency={row["currency"].upper(): row["mrr"] for row in rows},
     )

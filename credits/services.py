@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from credits.models import OPEN_SHORTFALL, CreditTransaction, Payment
+from credits.models import OPEN_SHORTFALL, CreditTransaction, Payment, SubscriptionUse
 from credits.packs import CreditPack
 
 Kind = CreditTransaction.Kind
@@ -76,8 +76,9 @@ def ledger_append(
     """Post one change. With a reference, it happens once per (kind, reference), or once across
     `kind` and the `exclusive_with` kinds (a job's automatic and operator refunds)."""
     amount = Decimal(amount)
-    if amount == 0 or amount != amount.quantize(CENT):
-        raise ValueError(f"Ledger amounts are non-zero whole cents; got {amount}")
+    # A job covered by a subscription is the one zero row: the history shows it, the balance does not move.
+    if (amount == 0) != (kind == Kind.SUBSCRIPTION_JOB) or amount != amount.quantize(CENT):
+        raise ValueError(f"Ledger amounts are non-zero whole cents (zero for a covered job); got {amount}")
     with transaction.atomic():
         balance = ledger_lock_user(user_id=user_id)
         if reference:
@@ -224,9 +225,13 @@ def credits_charge_job(*, job) -> LedgerPosting:
     )
 
 
-def credits_refund_job(*, job, reason: str, refunded_by=None) -> LedgerPosting:
+def credits_refund_job(*, job, reason: str, refunded_by=None) -> LedgerPosting | None:
     """Give a job's cost back, once: a second refund of the same job, automatic or by an
-    operator, returns the first one."""
+    operator, returns the first one. A job a subscription covered cost nothing: its audio no
+    longer counts against the fair-use bound, and None is returned."""
+    if SubscriptionUse.objects.filter(job_id=job.pk).exists():
+        SubscriptionUse.objects.filter(job_id=job.pk, released_at__isnull=True).update(released_at=timezone.now())
+        return None
     kind = Kind.ADMIN_REFUND if refunded_by is not None else Kind.JOB_REFUND
     by = f" (by {refunded_by.get_username()})" if refunded_by is not None else ""
     return ledger_append(

@@ -5,6 +5,7 @@ these functions return.
 """
 
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 import stripe
@@ -20,6 +21,7 @@ from credits.payment_providers import (
     PaymentProviderError,
     PaymentReinstated,
     PaymentReversed,
+    SubscriptionChanged,
     WebhookInvalid,
     WebhookNotConfigured,
     money_from_minor_units,
@@ -33,7 +35,7 @@ PROVIDER = "stripe"
 SIGNATURE_TOLERANCE_SECONDS = 300
 
 
-def _client() -> stripe.StripeClient:
+def stripe_client() -> stripe.StripeClient:
     # STRIPE_API_BASE points the client at another Stripe API (stripe-mock, or a test's fake).
     api_base = settings.STRIPE_API_BASE or None
     return stripe.StripeClient(
@@ -72,7 +74,7 @@ def stripe_checkout_session_create(
         params["customer_email"] = user.email
     options = {"idempotency_key": idempotency_key} if idempotency_key else {}
     try:
-        session = _client().v1.checkout.sessions.create(params=params, options=options)
+        session = stripe_client().v1.checkout.sessions.create(params=params, options=options)
     except stripe.StripeError as error:
         logger.warning("Stripe refused or did not answer a checkout for user %s: %s", user.pk, error)
         raise PaymentProviderError(str(error.user_message or error)) from error
@@ -113,6 +115,8 @@ def _id(value) -> str:
 def _event_read(event: dict) -> PaymentEvent:
     kind = event["type"]
     obj = event["data"]["object"]
+    if kind in SUBSCRIPTION_EVENTS or (kind == "checkout.session.completed" and obj.get("mode") == "subscription"):
+        return _subscription_read(kind, obj, at=datetime.fromtimestamp(event["created"], UTC))
     if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         metadata = obj.get("metadata") or {}
         user_id = metadata.get("user_id") or obj.get("client_reference_id")
@@ -168,3 +172,91 @@ def _dispute_read(kind: str, obj: dict) -> PaymentEvent:
     if kind == "charge.dispute.closed" and status != "lost":
         return EventIgnored(provider=PROVIDER, type=f"{kind} ({status})")
     return PaymentReversed(**dispute, kind="dispute", outcome="lost" if kind == "charge.dispute.closed" else "")
+
+
+# Stripe Billing: the events that move a subscription (credits/subscriptions.py acts on them).
+SUBSCRIPTION_EVENTS = (
+    "invoice.paid",
+    "invoice.payment_failed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+)
+
+
+def _time(value) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if value else None
+
+
+def _user_id(metadata: dict, fallback=None) -> int | None:
+    value = (metadata or {}).get("user_id") or fallback
+    return int(value) if value else None
+
+
+def _subscription_read(kind: str, obj: dict, *, at: datetime) -> PaymentEvent:
+    if kind == "checkout.session.completed":
+        metadata = obj.get("metadata") or {}
+        if not obj.get("subscription"):
+            return EventIgnored(provider=PROVIDER, type=f"{kind} (subscription mode, no subscription)")
+        return SubscriptionChanged(
+            provider=PROVIDER,
+            subscription_id=_id(obj["subscription"]),
+            customer_id=_id(obj.get("customer")),
+            user_id=_user_id(metadata, obj.get("client_reference_id")),
+            plan_id=metadata.get("plan_id", ""),
+            at=at,
+        )
+    if kind.startswith("invoice."):
+        return _invoice_read(kind, obj, at=at)
+    metadata = obj.get("metadata") or {}
+    items = (obj.get("items") or {}).get("data") or [{}]
+    price = items[0].get("price") or {}
+    # The period covered comes from paid invoices only, never from a status change.
+    ended = kind == "customer.subscription.deleted"
+    return SubscriptionChanged(
+        provider=PROVIDER,
+        subscription_id=obj["id"],
+        customer_id=_id(obj.get("customer")),
+        user_id=_user_id(metadata),
+        plan_id=metadata.get("plan_id", ""),
+        at=at,
+        status="canceled" if ended else obj["status"],
+        amount=(
+            money_from_minor_units(minor=price["unit_amount"], currency=price["currency"])
+            if price.get("unit_amount") is not None
+            else None
+        ),
+        currency=price.get("currency", ""),
+        cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
+        ended=ended,
+    )
+
+
+def _invoice_read(kind: str, obj: dict, *, at: datetime) -> PaymentEvent:
+    """An invoice of a subscription: paid for a period, or its payment failed. Newer API versions
+    name the subscription (and its metadata) under parent.subscription_details."""
+    details = (obj.get("parent") or {}).get("subscription_details") or obj.get("subscription_details") or {}
+    subscription_id = _id(details.get("subscription") or obj.get("subscription"))
+    if not subscription_id:
+        return EventIgnored(provider=PROVIDER, type=f"{kind} (not a subscription's)")
+    metadata = details.get("metadata") or {}
+    common = {
+        "provider": PROVIDER,
+        "subscription_id": subscription_id,
+        "customer_id": _id(obj.get("customer")),
+        "user_id": _user_id(metadata),
+        "plan_id": metadata.get("plan_id", ""),
+        "at": at,
+    }
+    if kind == "invoice.payment_failed":
+        return SubscriptionChanged(**common, payment_failed=True)
+    periods = [line["period"] for line in (obj.get("lines") or {}).get("data", []) if line.get("period")]
+    if not periods:
+        raise ValueError("a paid invoice without a period")
+    return SubscriptionChanged(
+        **common,
+        period_start=_time(min(period["start"] for period in periods)),
+        paid_through=_time(max(period["end"] for period in periods)),
+    )

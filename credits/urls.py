@@ -7,6 +7,8 @@ urlpatterns = [
     path("buy/", views.buy, name="credits-buy"),
     path("success/", views.checkout_success, name="credits-success"),
     path("cancelled/", views.checkout_cancelled, name="credits-cancel"),
+    path("subscribe/", views.subscribe, name="credits-subscribe"),
+    path("subscription/manage/", views.subscription_manage, name="subscription-manage"),
 ]
 
 api_urlpatterns = [
@@ -19,4 +21,11 @@ api_urlpatterns = [
 # Mounted at /api/payments/: the providers' webhooks.
 payments_api_urlpatterns = [
     path("stripe/webhook", api.stripe_webhook, name="api-payments-stripe-webhook"),
+    path("square/webhook", api.square_webhook, name="api-payments-square-webhook"),
+]
+
+# Mounted at /api/.
+subscriptions_api_urlpatterns = [
+    path("subscriptions", api.subscribe, name="api-subscriptions"),
+    path("subscriptions/portal", api.subscription_portal, name="api-subscriptions-portal"),
 ]

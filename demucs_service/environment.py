@@ -136,6 +136,23 @@ def credit_packs(value: str) -> list[dict]:
     return packs
 
 
+def subscription_plans(value: str) -> list[dict]:
+    """`id:monthly price,...`, e.g. `unlimited:9.99`."""
+    plans = []
+    for item in value.split(","):
+        try:
+            plan_id, price = item.strip().split(":")
+            plan = {"id": plan_id, "price": Decimal(price)}
+        except (ValueError, InvalidOperation):
+            raise ValueError(f"must look like id:price,...; bad item {item!r}") from None
+        if not plan_id or not plan["price"] > 0:
+            raise ValueError(f"must give each plan an id and a price > 0; bad item {item!r}")
+        plans.append(plan)
+    if len({plan["id"] for plan in plans}) != len(plans):
+        raise ValueError("must give each plan its own id")
+    return plans
+
+
 def preload_models(value: str) -> str | list[str]:
     """installed, default, none, or a comma-separated list of model names (the separation app
     checks the names against its catalogue at start-up)."""

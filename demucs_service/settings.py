@@ -19,6 +19,7 @@ from demucs_service.environment import (
     oauth_apps,
     one_of,
     preload_models,
+    subscription_plans,
     throttle_rate,
 )
 
@@ -407,6 +408,47 @@ if STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
 PAYMENTS_SIMULATED = env.bool("PAYMENTS_SIMULATED", default=DEBUG)
 # Another Stripe-compatible API endpoint (stripe-mock, the tests' fake server); empty: Stripe's.
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# Square: a hosted checkout (a payment link with an order) per pack; credits by signed webhook.
+SQUARE_ACCESS_TOKEN = env.str("SQUARE_ACCESS_TOKEN", default="")
+SQUARE_LOCATION_ID = env.str("SQUARE_LOCATION_ID", default="")
+SQUARE_WEBHOOK_SIGNATURE_KEY = env.str("SQUARE_WEBHOOK_SIGNATURE_KEY", default="")
+SQUARE_ENVIRONMENT = env("SQUARE_ENVIRONMENT", cast=one_of("sandbox", "production"), default="production")
+# Another Square-compatible API host (the tests' fake server); empty: SQUARE_ENVIRONMENT's.
+SQUARE_API_BASE = env.str("SQUARE_API_BASE", default="").rstrip("/")
+# Which provider sells packs: the one configured by default; both configured need a choice.
+_PROVIDERS_CONFIGURED = [name for name, key in (("stripe", STRIPE_SECRET_KEY), ("square", SQUARE_ACCESS_TOKEN)) if key]
+PAYMENT_PROVIDER = env(
+    "PAYMENT_PROVIDER",
+    cast=one_of("stripe", "square", normalise=str.lower),
+    default=_PROVIDERS_CONFIGURED[0] if len(_PROVIDERS_CONFIGURED) == 1 else "",
+)
+if not PAYMENT_PROVIDER and len(_PROVIDERS_CONFIGURED) > 1:
+    raise ImproperlyConfigured("Both Stripe and Square are configured: set PAYMENT_PROVIDER to stripe or square.")
+if PAYMENT_PROVIDER == "stripe" and not STRIPE_SECRET_KEY:
+    raise ImproperlyConfigured("PAYMENT_PROVIDER=stripe needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET.")
+if PAYMENT_PROVIDER == "square":
+    _square_missing = [
+        name
+        for name, value in (
+            ("SQUARE_ACCESS_TOKEN", SQUARE_ACCESS_TOKEN),
+            ("SQUARE_LOCATION_ID", SQUARE_LOCATION_ID),
+            ("SQUARE_WEBHOOK_SIGNATURE_KEY", SQUARE_WEBHOOK_SIGNATURE_KEY),
+            # Square signs each notification together with the URL it was sent to: ours.
+            ("SITE_URL", SITE_URL),
+        )
+        if not value
+    ]
+    if _square_missing:
+        raise ImproperlyConfigured(f"PAYMENT_PROVIDER=square needs {', '.join(_square_missing)}.")
+
+# Subscriptions (Stripe Billing): monthly plans, id:price in CREDIT_CURRENCY; empty: none sold.
+SUBSCRIPTION_PLANS = env("SUBSCRIPTION_PLANS", cast=subscription_plans, default=[])
+if SUBSCRIPTION_PLANS and not STRIPE_SECRET_KEY:
+    raise ImproperlyConfigured("SUBSCRIPTION_PLANS are sold through Stripe Billing: set STRIPE_SECRET_KEY too.")
+# "Unlimited" within fair use: this many hours of audio per paid period; past it, jobs cost credits.
+SUBSCRIPTION_FAIR_USE_HOURS = env.int("SUBSCRIPTION_FAIR_USE_HOURS", default=30, minimum=1)
+# After a failed renewal, the subscription keeps covering jobs this long while Stripe retries.
+SUBSCRIPTION_GRACE_DAYS = env.int("SUBSCRIPTION_GRACE_DAYS", default=3, minimum=0)
 
 # Logs go to stderr: readable text by default, one JSON object a line with LOG_FORMAT=json.
 # Each line carries the request id, user id and job id (demucs_service.observability.log_context).

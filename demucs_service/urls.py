@@ -13,6 +13,7 @@ api_patterns = [
     path("auth/", include(accounts_urls.api_urlpatterns)),
     path("credits/", include(credits_urls.api_urlpatterns)),
     path("payments/", include(credits_urls.payments_api_urlpatterns)),
+    path("", include(credits_urls.subscriptions_api_urlpatterns)),
     path("", include(separation_urls.api_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -7,7 +7,7 @@ from django.urls import path
 from django.utils import timezone
 
 from accounts.selectors import SignupStatistics, signup_statistics
-from credits.selectors import credit_statistics, revenue_statistics
+from credits.selectors import credit_statistics, revenue_statistics, subscription_statistics
 from separation.models import Job
 from separation.selectors import JobStatistics, broker_queue_statistics, job_statistics
 from separation.services import job_refund_by_admin, job_requeue
@@ -73,6 +73,7 @@ class JobAdmin(admin.ModelAdmin):
             "jobs": jobs,
             "ledger": credit_statistics(),
             "revenue": revenue_statistics(),
+            "subscriptions": subscription_statistics(),
             "broker_queue": broker_queue_statistics(),
             "chart_data": statistics_chart_data(days=days, signups=signups, jobs=jobs),
             "status_rows": [

@@ -12,6 +12,10 @@ Tokens are queued when something may have become startable: a job was created or
 running job ended (its owner has a free slot). A token that finds nothing startable is dropped;
 the next such event queues another. The reaper tops the queue up should tokens be lost.
 
+Jobs a subscription covers (credits.subscriptions) run one at a time per owner, whatever
+MAX_RUNNING_JOBS_PER_USER allows: part of the plan's documented fair use; jobs paid with credits
+are not held back by them beyond the usual limit.
+
 Claims are serialised by one lock (a PostgreSQL advisory lock; SQLite runs one writer at a time),
 so the per-user limit holds exactly when several workers claim at once.
 """
@@ -24,12 +28,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Value, Window
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
+from credits.models import SubscriptionUse
 from separation.models import Job
 
 logger = logging.getLogger(__name__)
@@ -38,6 +43,8 @@ Status = Job.Status
 SEPARATE_TASK = "separation.tasks.separate_next_job"
 # At most this many tokens are added by one top-up (the rest at the next run).
 TOP_UP_LIMIT = 100
+# Jobs covered by a subscription that one owner runs at once.
+SUBSCRIPTION_RUNNING_JOBS = 1
 _CLAIM_LOCK = int.from_bytes(hashlib.sha256(b"separation:claim").digest()[:8], "big", signed=True)
 
 
@@ -49,6 +56,21 @@ def queue_token_enqueue() -> None:
 def _running_of_owner():
     running = (
         Job.objects.filter(user=OuterRef("user"), status=Status.PROCESSING)
+        .order_by()
+        .values("user")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    return Coalesce(Subquery(running), Value(0))
+
+
+def _covered_jobs():
+    return SubscriptionUse.objects.filter(released_at__isnull=True).values("job_id")
+
+
+def _covered_running_of_owner():
+    running = (
+        Job.objects.filter(user=OuterRef("user"), status=Status.PROCESSING, pk__in=_covered_jobs())
         .order_by()
         .values("user")
         .annotate(count=Count("pk"))
@@ -87,7 +109,15 @@ def job_claim_next() -> Job | None:
     for _ in range(5):  # a job cancelled between the pick and the claim: pick again
         with transaction.atomic():
             _claim_lock()
-            startable = waiting_in_fair_order().filter(running__lt=settings.MAX_RUNNING_JOBS_PER_USER)
+            startable = (
+                waiting_in_fair_order()
+                .filter(running__lt=settings.MAX_RUNNING_JOBS_PER_USER)
+                .annotate(
+                    covered=Exists(_covered_jobs().filter(job_id=OuterRef("pk"))),
+                    covered_running=_covered_running_of_owner(),
+                )
+                .filter(Q(covered=False) | Q(covered_running__lt=SUBSCRIPTION_RUNNING_JOBS))
+            )
             job_id = startable.values_list("id", flat=True).first()
             if job_id is None:
                 return None

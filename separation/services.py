@@ -19,7 +19,8 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import F
 from django.utils import timezone
 
-from credits.services import InsufficientCredits, credits_charge_job, credits_refund_job
+from credits.services import InsufficientCredits, credits_refund_job
+from credits.subscriptions import job_charge_or_cover, subscription_may_cover
 from monitoring import instruments
 from separation import engine
 from separation.catalog import SeparationModel, job_cost
@@ -74,7 +75,7 @@ def job_create(
     ServerStorageFull, with nothing stored or charged."""
     cost = job_cost(model=model, duration_seconds=audio.duration_seconds)
     user.refresh_from_db(fields=["credits"])
-    if user.credits < cost:
+    if user.credits < cost and not subscription_may_cover(user_id=user.pk, seconds=audio.duration_seconds):
         # Checked again under the lock by the charge; this spares storing a file for nothing.
         raise NotEnoughCredits(balance=user.credits, required=cost)
 
@@ -111,7 +112,7 @@ def job_create(
                 attempt_budget=settings.JOB_MAX_ATTEMPTS,
                 storage_bytes=storage_estimate,
             )
-            charge = credits_charge_job(job=job)
+            charge = job_charge_or_cover(job=job)
             transaction.on_commit(partial(_job_enqueue_or_fail, job.pk))
     except InsufficientCredits as short:
         job_files_remove(job_id)
@@ -242,7 +243,8 @@ def job_refund_by_admin(*, job: Job, admin) -> bool:
     """An operator's refund; False when the job had been refunded already."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
-        return credits_refund_job(job=job, reason="refunded by support", refunded_by=admin).created
+        refund = credits_refund_job(job=job, reason="refunded by support", refunded_by=admin)
+        return refund is not None and refund.created
 
 
 def job_requeue(*, job: Job) -> bool:

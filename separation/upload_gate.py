@@ -20,6 +20,7 @@ from django.http import UnreadablePostError
 from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.selectors import user_needs_email_verification
+from credits.subscriptions import subscription_covering
 from separation.catalog import job_cost, models_list
 from separation.storage_quota import storage_check
 from separation.upload_errors import (
@@ -88,7 +89,7 @@ def upload_gate(*, user, request) -> None:
     if not allowed:
         raise UploadsThrottled(retry_after=max(1, int(throttle.wait() or 1)))
     cheapest = cheapest_job_cost()
-    if cheapest is not None and user.credits < cheapest:
+    if cheapest is not None and user.credits < cheapest and subscription_covering(user_id=user.pk) is None:
         raise NotEnoughCredits(
             balance=user.credits,
             required=cheapest,

@@ -166,6 +166,11 @@ class FakeStripe:
                     status, payload = fake.error
                 elif self.path == "/v1/checkout/sessions":
                     status, payload = 200, fake.session_for(form, self.headers.get("Idempotency-Key", ""))
+                elif self.path == "/v1/billing_portal/sessions":
+                    portal_id = new_id("bps")
+                    url = f"https://billing.stripe.com/p/session/{portal_id}"
+                    payload = {"id": portal_id, "object": "billing_portal.session", "url": url, **form}
+                    status = 200
                 else:
                     status, payload = 404, {"error": {"type": "invalid_request_error", "message": "Unrecognized"}}
                 data = json.dumps(payload).encode()
@@ -200,7 +205,7 @@ class FakeStripe:
             "expires_at": int(time.time()) + 86400,
             "livemode": False,
             "metadata": {key[9:-1]: value for key, value in form.items() if key.startswith("metadata[")},
-            "mode": "payment",
+            "mode": form.get("mode", "payment"),
             "payment_intent": None,
             "payment_status": "unpaid",
             "status": "open",

@@ -58,7 +58,7 @@ def test_it_sends_no_hsts_over_plain_http(client):
     assert response["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
 
 
-def test_the_policy_allows_only_our_origin_and_stripe_checkout_for_forms():
+def test_the_policy_allows_only_our_origin_and_the_providers_checkouts_for_forms():
     directives = dict(part.split(" ", 1) for part in CONTENT_SECURITY_POLICY.split("; "))
     assert directives == {
         "default-src": "'self'",
@@ -67,7 +67,8 @@ def test_the_policy_allows_only_our_origin_and_stripe_checkout_for_forms():
         "style-src": "'self'",
         "object-src": "'none'",
         "base-uri": "'self'",
-        "form-action": "'self' https://checkout.stripe.com",
+        "form-action": "'self' https://checkout.stripe.com https://billing.stripe.com "
+        "https://square.link https://*.square.link https://*.square.site",
         "frame-ancestors": "'none'",
     }
     assert "unsafe" not in CONTENT_SECURITY_POLICY

@@ -324,3 +324,67 @@ def test_it_reads_the_mail_server_from_email_url(tmp_path):
         "EMAIL_HOST_PASSWORD": "s3cret",
         "EMAIL_USE_TLS": True,
     }
+
+
+SQUARE = {
+    "SQUARE_ACCESS_TOKEN": "EAAAl_token",
+    "SQUARE_LOCATION_ID": "L1",
+    "SQUARE_WEBHOOK_SIGNATURE_KEY": "key",
+    "SITE_URL": "https://stems.example.com",
+}
+STRIPE = {"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+
+
+@pytest.mark.parametrize("missing", sorted(SQUARE))
+def test_it_refuses_to_start_with_square_chosen_and_a_square_setting_missing(tmp_path, missing):
+    env = {**SQUARE, missing: None}
+
+    result = _run(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="square", **env)
+
+    assert result.returncode != 0
+    assert f"PAYMENT_PROVIDER=square needs {missing}" in result.stderr
+
+
+def test_it_refuses_to_start_with_stripe_chosen_and_not_configured(tmp_path):
+    result = _run(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="stripe", **SQUARE)
+
+    assert result.returncode != 0
+    assert "PAYMENT_PROVIDER=stripe needs STRIPE_SECRET_KEY" in result.stderr
+
+
+def test_the_payment_provider_is_the_one_configured_and_must_be_chosen_when_both_are(tmp_path):
+    names = ["PAYMENT_PROVIDER", "SQUARE_ENVIRONMENT"]
+    assert _settings(tmp_path, names, DEBUG="1", **SQUARE) == {
+        "PAYMENT_PROVIDER": "square",
+        "SQUARE_ENVIRONMENT": "production",
+    }
+    assert _settings(tmp_path, names[:1], DEBUG="1", **STRIPE) == {"PAYMENT_PROVIDER": "stripe"}
+    assert _settings(tmp_path, names[:1], DEBUG="1") == {"PAYMENT_PROVIDER": ""}
+    both = _run(tmp_path, SETUP, DEBUG="1", **SQUARE, **STRIPE)
+    assert both.returncode != 0
+    assert "set PAYMENT_PROVIDER to stripe or square" in both.stderr
+    chosen = _settings(
+        tmp_path, names, DEBUG="1", PAYMENT_PROVIDER="Square", SQUARE_ENVIRONMENT="sandbox", **SQUARE, **STRIPE
+    )
+    assert chosen == {"PAYMENT_PROVIDER": "square", "SQUARE_ENVIRONMENT": "sandbox"}
+    bad = _run(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="paypal")
+    assert bad.returncode != 0
+    assert "PAYMENT_PROVIDER must be stripe or square" in bad.stderr
+
+
+def test_subscription_plans_are_read_from_the_environment_and_need_stripe(tmp_path):
+    names = ["SUBSCRIPTION_PLANS", "SUBSCRIPTION_FAIR_USE_HOURS", "SUBSCRIPTION_GRACE_DAYS"]
+    assert _settings(tmp_path, names, DEBUG="1") == {
+        "SUBSCRIPTION_PLANS": [],
+        "SUBSCRIPTION_FAIR_USE_HOURS": 30,
+        "SUBSCRIPTION_GRACE_DAYS": 3,
+    }
+    chosen = _settings(tmp_path, names[:1], DEBUG="1", SUBSCRIPTION_PLANS="unlimited:9.99,pro:19", **STRIPE)
+    assert chosen == {"SUBSCRIPTION_PLANS": [{"id": "unlimited", "price": "9.99"}, {"id": "pro", "price": "19"}]}
+    without_stripe = _run(tmp_path, SETUP, DEBUG="1", SUBSCRIPTION_PLANS="unlimited:9.99")
+    assert without_stripe.returncode != 0
+    assert "SUBSCRIPTION_PLANS are sold through Stripe Billing" in without_stripe.stderr
+    for bad in ("unlimited", "unlimited:0", "a:1,a:2", "x:nine"):
+        result = _run(tmp_path, SETUP, DEBUG="1", SUBSCRIPTION_PLANS=bad, **STRIPE)
+        assert result.returncode != 0, bad
+        assert "SUBSCRIPTION_PLANS" in result.stderr, bad

@@ -1,12 +1,15 @@
 """Content-Security-Policy on every response.
 
 Our pages load scripts, styles and images from our own origin only (no inline scripts, no
-inline styles), so the policy allows 'self' and nothing else. Two exceptions:
+inline styles), so the policy allows 'self' and nothing else. The exceptions:
 
-- form-action also allows Stripe Checkout: the credits page posts to our own /credits/buy/,
-  which answers 303 to checkout.stripe.com, and Chromium checks form-action on every redirect
-  of a form submission, so without it the redirect is blocked. For the same reason it allows
-  the sign-in pages of the configured social login providers (the log-in page's "Continue with
+- form-action also allows Stripe Checkout and Square's hosted checkout: the credits page posts
+  to our own /credits/buy/, which answers 303 to checkout.stripe.com or a square.link payment
+  link (which redirects on to checkout.square.site), and Chromium checks form-action on every
+  redirect of a form submission, so without them the redirect is blocked. When SQUARE_API_BASE
+  or STRIPE_API_BASE points at another host (a test's fake provider), that host serves the
+  checkout pages too, so its origin is allowed as well. For the same reason it allows the
+  sign-in pages of the configured social login providers (the log-in page's "Continue with
   GitHub" posts to our /accounts/github/login/, which redirects to GitHub's authorize page).
 - With STORAGE_BACKEND=s3, stems and waveforms are redirects to presigned URLs of the bucket, so
   its origin is allowed for images, media and fetches.
@@ -23,7 +26,9 @@ from django.urls import reverse
 
 from accounts.social.selectors import social_login_origins
 
-STRIPE_CHECKOUT = "https://checkout.stripe.com"
+# Checkout, and the customer portal (the account page's "Manage subscription" posts to us, then 303).
+STRIPE_CHECKOUT = "https://checkout.stripe.com https://billing.stripe.com"
+SQUARE_CHECKOUT = "https://square.link https://*.square.link https://*.square.site"
 
 _BASE = {
     "default-src": "'self'",
@@ -32,7 +37,7 @@ _BASE = {
     "style-src": "'self'",
     "object-src": "'none'",
     "base-uri": "'self'",
-    "form-action": f"'self' {STRIPE_CHECKOUT}",
+    "form-action": f"'self' {STRIPE_CHECKOUT} {SQUARE_CHECKOUT}",
     "frame-ancestors": "'none'",
 }
 _API_DOCS = {**_BASE, "script-src": "'self' 'unsafe-inline'", "style-src": "'self' 'unsafe-inline'"}
@@ -46,6 +51,11 @@ CONTENT_SECURITY_POLICY = _header(_BASE)
 API_DOCS_CONTENT_SECURITY_POLICY = _header(_API_DOCS)
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def bucket_origin() -> str:
     """Where presigned URLs of the bucket point (STORAGE_BACKEND=s3); empty on local storage."""
     if settings.STORAGE_BACKEND != "s3":
@@ -53,8 +63,7 @@ def bucket_origin() -> str:
     if getattr(settings, "AWS_S3_CUSTOM_DOMAIN", None):
         return f"https://{settings.AWS_S3_CUSTOM_DOMAIN}"
     if settings.AWS_S3_ENDPOINT_URL:
-        parts = urlsplit(settings.AWS_S3_ENDPOINT_URL)
-        return f"{parts.scheme}://{parts.netloc}"
+        return _origin(settings.AWS_S3_ENDPOINT_URL)
     return "https://*.amazonaws.com"
 
 
@@ -62,9 +71,11 @@ def content_security_policy(*, api_docs: bool = False) -> str:
     """The policy for this configuration. Read at each response: which providers and which bucket
     are configured are settings (changed by the tests)."""
     directives = dict(_API_DOCS if api_docs else _BASE)
-    providers = social_login_origins()
-    if providers:
-        directives["form-action"] = " ".join([directives["form-action"], *providers])
+    if not api_docs:
+        payment_hosts = [_origin(base) for base in (settings.STRIPE_API_BASE, settings.SQUARE_API_BASE) if base]
+        extra = [*payment_hosts, *social_login_origins()]
+        if extra:
+            directives["form-action"] = " ".join([directives["form-action"], *extra])
     bucket = bucket_origin()
     if bucket:
         directives["img-src"] = f"'self' data: {bucket}"
