@@ -6,6 +6,7 @@ from accounts import urls as accounts_urls
 from credits import urls as credits_urls
 from demucs_service import views
 from separation import urls as separation_urls
+from webhooks import urls as webhooks_urls
 
 api_patterns = [
     path("", views.api_root, name="api-root"),
@@ -13,6 +14,7 @@ api_patterns = [
     path("credits/", include(credits_urls.api_urlpatterns)),
     path("payments/", include(credits_urls.payments_api_urlpatterns)),
     path("", include(separation_urls.api_urlpatterns)),
+    path("", include(webhooks_urls.api_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -23,6 +25,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts_urls.urlpatterns)),
+    path("accounts/", include(webhooks_urls.urlpatterns)),
     path("accounts/", include("allauth.urls")),
     path("credits/", include(credits_urls.urlpatterns)),
     path("", include(separation_urls.urlpatterns)),
