@@ -187,6 +187,8 @@ def test_it_sends_a_due_attempt_once_when_two_senders_claim_it(receiver, media):
     assert services.delivery_claim(delivery_id=delivery.pk) is not None
     assert services.delivery_claim(delivery_id=delivery.pk) is None
     assert services.delivery_send(delivery_id=delivery.pk) is None
+    services.delivery_resend(delivery=delivery)  # the owner's resend does not double an attempt under way
+    assert services.delivery_claim(delivery_id=delivery.pk) is None
     assert receiver.received == []
     # Made once, however often the job's task runs.
     assert services.deliveries_create_for_job(job=job) == [delivery]

@@ -61,6 +61,8 @@ class Delivery(models.Model):
     # When the next attempt is due; None once delivered or given up. A sender claims a due delivery
     # by moving this forward (a lease), so two senders never send one attempt twice.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When a sender claimed the attempt now under way (None between attempts).
+    claimed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

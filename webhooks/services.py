@@ -16,6 +16,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -45,7 +46,7 @@ def endpoint_create(*, user, url: str, events: list[str]) -> Endpoint:
     WEBHOOK_MAX_ENDPOINTS per user (each one costs the service a request per finished job)."""
     _url_validate(url)
     with transaction.atomic():
-        type(user).objects.select_for_update().filter(pk=user.pk).exists()  # one count at a time per user
+        get_user_model().objects.select_for_update().filter(pk=user.pk).exists()  # one count at a time per user
         if Endpoint.objects.filter(user=user, job=None).count() >= settings.WEBHOOK_MAX_ENDPOINTS:
             raise WebhookRefused(f"You can register at most {settings.WEBHOOK_MAX_ENDPOINTS} webhook endpoints.")
         return Endpoint.objects.create(user=user, url=url, events=sorted(set(events)), secret=secret_new())
@@ -156,7 +157,7 @@ def delivery_claim(*, delivery_id) -> Delivery | None:
     now = timezone.now()
     claimed = Delivery.objects.filter(
         pk=delivery_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now, endpoint__is_active=True
-    ).update(next_attempt_at=now + _lease())
+    ).update(next_attempt_at=now + _lease(), claimed_at=now)
     if not claimed:
         return None
     return Delivery.objects.select_related("endpoint").get(pk=delivery_id)
@@ -217,6 +218,7 @@ def _attempt_record(*, delivery_id, started_at, duration_ms: int, status_code: i
             error=error[:300],
         )
         delivery.attempts = number
+        delivery.claimed_at = None
         now = timezone.now()
         if succeeded:
             delivery.status, delivery.next_attempt_at = Delivery.Status.SUCCEEDED, None
@@ -231,7 +233,7 @@ def _attempt_record(*, delivery_id, started_at, duration_ms: int, status_code: i
             if endpoint.job_id is None and failing_for >= timedelta(days=settings.WEBHOOK_DISABLE_AFTER_DAYS):
                 disabled = _endpoint_disable(endpoint=endpoint, now=now)
                 delivery.status, delivery.next_attempt_at = Delivery.Status.FAILED, None
-        delivery.save(update_fields=["attempts", "status", "next_attempt_at"])
+        delivery.save(update_fields=["attempts", "status", "next_attempt_at", "claimed_at"])
         endpoint.save(update_fields=["failing_since", "is_active", "disabled_at"])
         if disabled:
             transaction.on_commit(partial(endpoint_disabled_notify, endpoint_id=endpoint.pk))
@@ -277,13 +279,10 @@ def delivery_resend(*, delivery: Delivery) -> Delivery:
         raise WebhookRefused("This endpoint is disabled; enable it before resending.")
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
-        lease_end = delivery.next_attempt_at
-        if delivery.status == Delivery.Status.PENDING and lease_end is not None and lease_end > timezone.now():
-            # Due later or being sent right now: bring a later attempt forward, never a second one.
-            if lease_end - timezone.now() > _lease():
-                delivery.next_attempt_at = timezone.now()
-        else:
-            delivery.status, delivery.next_attempt_at = Delivery.Status.PENDING, timezone.now()
+        now = timezone.now()
+        in_flight = delivery.claimed_at is not None and delivery.claimed_at > now - _lease()
+        if not in_flight:  # an attempt under way is not doubled; anything else is due now
+            delivery.status, delivery.next_attempt_at = Delivery.Status.PENDING, now
         delivery.save(update_fields=["status", "next_attempt_at"])
         transaction.on_commit(partial(_send_soon, delivery.pk))
     return delivery
