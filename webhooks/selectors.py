@@ -23,7 +23,7 @@ def delivery_list_for_user(*, user, endpoint_id=None, job_id=None):
     if job_id is not None:
         deliveries = deliveries.filter(job_id=job_id)
     return (
-        deliveries.select_related("endpoint")
+        deliveries.select_related("endpoint", "job")
         .prefetch_related(Prefetch("attempt_rows", queryset=Attempt.objects.order_by("number")))
         .order_by("-created_at")
     )
