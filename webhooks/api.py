@@ -3,7 +3,7 @@ and deliveries with their attempts (list, resend). Each object is its owner's on
 
 import uuid
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiCallback, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view, throttle_classes
 from rest_framework.exceptions import NotFound
@@ -11,6 +11,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
+from separation.api import JobOutput
 from webhooks import services
 from webhooks.models import Event
 from webhooks.selectors import (
@@ -34,7 +35,7 @@ class WebhooksThrottle(UserRateThrottle):
 class EndpointInput(serializers.Serializer):
     url = serializers.CharField(max_length=2000, help_text="An http(s) URL on a public address")
     events = serializers.MultipleChoiceField(
-        choices=Event.values, required=False, default=list(Event.values), help_text="Default: all three"
+        choices=Event.choices, required=False, default=list(Event.values), help_text="Default: all three"
     )
 
 
@@ -77,6 +78,34 @@ class DeliveryOutput(serializers.Serializer):
         return delivery.endpoint.job_id is not None
 
 
+class WebhookPayload(serializers.Serializer):
+    type = serializers.ChoiceField(choices=Event.choices)
+    timestamp = serializers.DateTimeField(help_text="When the job ended")
+    data = JobOutput(help_text="The job, as GET /api/status/<id> gives it")
+
+
+DELIVERY = OpenApiCallback(
+    name="jobFinished",
+    path="{$request.body#/url}",
+    decorator=extend_schema(
+        summary="A job ended (the delivery your endpoint receives)",
+        description=(
+            "Signed as Standard Webhooks says: `webhook-signature: v1,<base64 HMAC-SHA256 of "
+            '"<webhook-id>.<webhook-timestamp>.<body>">` keyed with the base64-decoded part of the '
+            "`whsec_` secret. Answer 2xx within WEBHOOK_TIMEOUT_SECONDS, or it is retried with "
+            "exponential backoff. An upload's callback_url receives the same deliveries."
+        ),
+        request=WebhookPayload,
+        parameters=[
+            OpenApiParameter("webhook-id", str, OpenApiParameter.HEADER, description="msg_..., the same on retries"),
+            OpenApiParameter("webhook-timestamp", str, OpenApiParameter.HEADER, description="Unix seconds"),
+            OpenApiParameter("webhook-signature", str, OpenApiParameter.HEADER, description="v1,<base64 signature>"),
+        ],
+        responses={200: OpenApiResponse(description="Any 2xx: delivered")},
+    ),
+)
+
+
 def _refused(refused: services.WebhookRefused, code=status.HTTP_400_BAD_REQUEST) -> Response:
     return Response({"detail": str(refused)}, status=code)
 
@@ -91,6 +120,7 @@ REFUSAL = OpenApiResponse(description="{detail}: an unsafe URL, or too many endp
     methods=["POST"],
     request=EndpointInput,
     responses={201: EndpointSecretOutput, 400: REFUSAL, 429: OpenApiResponse(description="THROTTLE_WEBHOOKS")},
+    callbacks=[DELIVERY],
     tags=["webhooks"],
     summary="Register a webhook endpoint",
 )
