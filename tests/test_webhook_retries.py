@@ -2,6 +2,7 @@
 for more than a day, each attempt recorded; an endpoint failing for days is disabled and its owner
 mailed; the owner can resend. A real receiver on loopback; time passes by moving due times back."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -193,3 +194,20 @@ def test_it_sends_a_due_attempt_once_when_two_senders_claim_it(receiver, media):
     # Made once, however often the job's task runs.
     assert services.deliveries_create_for_job(job=job) == [delivery]
     assert Delivery.objects.filter(job=job).count() == 1
+
+
+def test_a_slow_receiver_holds_the_maintenance_cluster_only_for_the_send_budget(receiver, media, settings):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    receiver.status, receiver.delay = 500, 0.5
+    user = UserFactory()
+    for index in range(3):
+        services.endpoint_create(user=user, url=f"{receiver.url}/{index}", events=["job.failed"])
+    job = failed_job(user)
+    deliveries = services.deliveries_create_for_job(job=job)
+    assert len(deliveries) == 3
+
+    started = time.monotonic()
+    assert services.deliveries_send_due(budget_seconds=0.2) == {"sent": 1, "succeeded": 0}
+    assert time.monotonic() - started < 1.5
+    assert len(receiver.received) == 1
+    assert services.deliveries_send_due(budget_seconds=10) == {"sent": 2, "succeeded": 0}  # the rest, next run
