@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "accounts.social.google",
     "accounts",
     "credits",
+    "webhooks",
     "demucs_service.observability",
     "monitoring",
 ]
@@ -279,6 +280,7 @@ REST_FRAMEWORK = {
         "password_reset_ip": env("THROTTLE_PASSWORD_RESET_IP", cast=throttle_rate, default="20/hour"),
         "password_reset_account": env("THROTTLE_PASSWORD_RESET_ACCOUNT", cast=throttle_rate, default="5/hour"),
         "upload": env("THROTTLE_UPLOAD", cast=throttle_rate, default="60/hour"),
+        "webhooks": env("THROTTLE_WEBHOOKS", cast=throttle_rate, default="60/hour"),
     },
 }
 # Failed logins, on the login page and POST /api/auth/login alike (allauth's counters, keyed in
@@ -309,6 +311,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # No badge from validator.swagger.io: the docs page loads nothing from outside.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "ENUM_NAME_OVERRIDES": {"WebhookEventEnum": "webhooks.models.Event"},
 }
 
 # Separation. The models on offer, their stems and prices are the separation app's catalogue
@@ -374,6 +377,17 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# Completion webhooks (webhooks/): sent from the maintenance cluster, retried with exponential
+# backoff (WEBHOOK_RETRY_BASE_SECONDS doubling, WEBHOOK_MAX_ATTEMPTS in all: 60 s and 12 reach
+# 34 hours), an endpoint failing for WEBHOOK_DISABLE_AFTER_DAYS is disabled and its owner mailed.
+# Private, loopback and link-local addresses are refused unless WEBHOOK_ALLOW_PRIVATE=1.
+WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0, minimum=0.5, maximum=30)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=12, minimum=1)
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=60, minimum=1)
+WEBHOOK_DISABLE_AFTER_DAYS = env.int("WEBHOOK_DISABLE_AFTER_DAYS", default=5, minimum=1)
+WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=10, minimum=1)
 
 # Email: EMAIL_URL (smtp://user:password@host:587, smtp+tls://..., smtp+ssl://...) or the console.
 _email_config = env.email_url("EMAIL_URL", default="consolemail://")

@@ -7,6 +7,7 @@ from credits import urls as credits_urls
 from demucs_service import views
 from monitoring import views as monitoring_views
 from separation import urls as separation_urls
+from webhooks import urls as webhooks_urls
 
 api_patterns = [
     path("", views.api_root, name="api-root"),
@@ -15,6 +16,7 @@ api_patterns = [
     path("payments/", include(credits_urls.payments_api_urlpatterns)),
     path("", include(credits_urls.subscriptions_api_urlpatterns)),
     path("", include(separation_urls.api_urlpatterns)),
+    path("", include(webhooks_urls.api_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -26,6 +28,7 @@ urlpatterns = [
     path("metrics", monitoring_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts_urls.urlpatterns)),
+    path("accounts/", include(webhooks_urls.urlpatterns)),
     path("accounts/", include("allauth.urls")),
     path("credits/", include(credits_urls.urlpatterns)),
     path("", include(separation_urls.urlpatterns)),

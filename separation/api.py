@@ -24,6 +24,7 @@ from separation.upload_errors import (
 )
 from separation.upload_gate import upload_request_read, upload_view
 from separation.uploads import JobOptions, upload_accept
+from webhooks.services import WebhookRefused, callback_register, callback_url_check
 
 
 class ModelOutput(serializers.Serializer):
@@ -62,7 +63,10 @@ class JobOutput(serializers.Serializer):
     stem_files = serializers.SerializerMethodField()
 
     def _url(self, name, *args):
-        return self.context["request"].build_absolute_uri(reverse(name, args=args))
+        # Without a request (a webhook's payload, built by a worker), links start with SITE_URL.
+        request = self.context.get("request")
+        path = reverse(name, args=args)
+        return request.build_absolute_uri(path) if request is not None else f"{settings.SITE_URL}{path}"
 
     def get_queue_position(self, job) -> int | None:
         return self.context.get("queue_positions", {}).get(job.pk)
@@ -113,6 +117,12 @@ class UploadInput(serializers.Serializer):
     model = serializers.CharField(required=False, help_text="A model name from /api/models")
     stems = serializers.CharField(required=False, default="all", help_text="all, or one stem for two-stem mode")
     format = serializers.ChoiceField(choices=Job.Format.values, required=False, default="wav")
+    callback_url = serializers.CharField(
+        required=False,
+        max_length=2000,
+        help_text="An http(s) URL told when this job ends (job.completed, job.failed, job.cancelled), signed "
+        "with the callback_secret of the answer, as webhooks are",
+    )
 
 
 class RefusalOutput(serializers.Serializer):
@@ -125,6 +135,9 @@ class UploadOutput(serializers.Serializer):
     status = serializers.CharField()
     cost = serializers.DecimalField(max_digits=10, decimal_places=2)
     credits_remaining = serializers.DecimalField(max_digits=10, decimal_places=2)
+    callback_secret = serializers.CharField(
+        required=False, help_text="With a callback_url: the whsec_ secret its deliveries are signed with"
+    )
 
 
 @extend_schema(responses={200: ModelOutput(many=True)}, tags=["separation"])
@@ -184,10 +197,15 @@ def upload(request):
             stems=fields["stems"],
             output_format=fields["format"],
         )
-        return fields["file"], options
+        if fields.get("callback_url"):
+            try:
+                callback_url_check(url=fields["callback_url"])  # before anything is stored or charged
+            except WebhookRefused as refused:
+                raise serializers.ValidationError({"callback_url": [str(refused)]}) from None
+        return fields["file"], options, fields.get("callback_url", "")
 
     try:
-        uploaded_file, options = upload_request_read(request, read_fields=read_fields)
+        uploaded_file, options, callback_url = upload_request_read(request, read_fields=read_fields)
         job, created = upload_accept(
             user=request.user,
             uploaded_file=uploaded_file,
@@ -203,6 +221,10 @@ def upload(request):
     if not created:  # an earlier job for this Idempotency-Key; job_create set the balance of a new one
         request.user.refresh_from_db(fields=["credits"])
     output = {"job_id": job.pk, "status": job.status, "cost": job.cost, "credits_remaining": request.user.credits}
+    if callback_url:
+        # Right after the job commits, long before its separation can end; a retry with the same
+        # Idempotency-Key keeps the first callback (and answers its secret again).
+        output["callback_secret"] = callback_register(job=job, url=callback_url).secret
     return Response(UploadOutput(output).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 

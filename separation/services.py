@@ -37,6 +37,7 @@ from separation.upload_errors import (
     ServerStorageFull,
     ServerStorageUnavailable,
 )
+from webhooks.events import webhooks_job_finished
 
 logger = logging.getLogger(__name__)
 Status = Job.Status
@@ -182,6 +183,7 @@ def job_complete(*, job_id, attempt: int, stems: list[dict], zip_file: str, stor
     )
     if completed:
         slot_freed()
+        webhooks_job_finished(job_id=job_id)  # queued after the commit, sent by the maintenance cluster
     return completed == 1
 
 
@@ -203,6 +205,7 @@ def job_fail(*, job_id, error: str, attempt: int | None = None) -> Job | None:
         if was_running:
             slot_freed()
     notify_job_finished(job_id=job.pk)  # after the commit; a mail failure never undoes the refund
+    webhooks_job_finished(job_id=job.pk)
     return job
 
 
@@ -226,6 +229,7 @@ def job_cancel(*, job: Job) -> Job:
             job.finished_at = timezone.now()
             job.save(update_fields=["status", "error", "finished_at"])
             credits_refund_job(job=job, reason="cancelled")
+            webhooks_job_finished(job_id=job.pk)
     job_delete_files(job=job)
     return job
 

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("accounts", "credits", "separation", "demucs_service", "bench", "reliability", "tests")
+PACKAGES = ("accounts", "credits", "separation", "webhooks", "demucs_service", "bench", "reliability", "tests")
 
 
 def _module_name(path: Path) -> str:

@@ -28,6 +28,7 @@ from tests.audio import tone_bytes
 from tests.conftest import balance, bearer_client, logged_in
 from tests.factories import PASSWORD
 from tests.jobs import make_job
+from webhooks.models import Delivery, Endpoint
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
@@ -184,6 +185,13 @@ def test_every_admin_page_sends_a_non_staff_user_to_the_admin_login(user, owners
 
 def _csrf_cases(user: User, job: Job) -> dict[str, tuple]:
     """url name -> (logged in?, url, data). Every POST a page of ours or allauth's makes."""
+    endpoint, _ = Endpoint.objects.get_or_create(
+        user=user, url="https://hooks.example.com/csrf", defaults={"events": ["job.completed"], "secret": "whsec_AA=="}
+    )
+    delivery, _ = Delivery.objects.get_or_create(
+        endpoint=endpoint, job=job, event="job.completed", defaults={"body": "{}"}
+    )
+    on_endpoint = {"endpoint_id": endpoint.pk}
     return {
         "account_signup": (
             False,
@@ -213,6 +221,11 @@ def _csrf_cases(user: User, job: Job) -> dict[str, tuple]:
         # The social login buttons ({% provider_login_url %}): a login started from another site.
         "provider_login_url": (False, "/accounts/github/login/?process=login", {}),
         "admin:login": (False, reverse("admin:login"), {"username": user.username, "password": PASSWORD}),
+        "webhooks": (True, reverse("webhooks"), {"url": "https://hooks.example.com/new", "events": ["job.failed"]}),
+        "webhook-delete": (True, reverse("webhook-delete", kwargs=on_endpoint), {}),
+        "webhook-rotate": (True, reverse("webhook-rotate", kwargs=on_endpoint), {}),
+        "webhook-enable": (True, reverse("webhook-enable", kwargs=on_endpoint), {}),
+        "webhook-resend": (True, reverse("webhook-resend", kwargs={"delivery_id": delivery.pk}), {}),
     }
 
 
@@ -256,6 +269,11 @@ def test_the_csrf_table_covers_every_form_in_our_templates(user, owners_job):
         "connection-remove",
         "provider_login_url",
         "admin:login",
+        "webhooks",
+        "webhook-delete",
+        "webhook-rotate",
+        "webhook-enable",
+        "webhook-resend",
     ],
 )
 def test_every_page_form_refuses_a_post_without_its_csrf_token(name, user, owners_job, admin_user):
