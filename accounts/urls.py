@@ -7,6 +7,8 @@ urlpatterns = [
     path("login/", views.login),
     path("profile/", views.profile, name="profile"),
     path("verify-email/resend/", views.verify_email_resend, name="verify-email-resend"),
+    path("keys/", views.api_keys, name="api-keys-page"),
+    path("keys/<int:key_id>/revoke/", views.api_key_revoke, name="api-key-revoke"),
 ]
 
 api_urlpatterns = [
@@ -17,4 +19,9 @@ api_urlpatterns = [
     path("verify-email/resend", api.verify_email_resend, name="api-verify-email-resend"),
     path("password-reset", api.password_reset, name="api-password-reset"),
     path("password-reset/confirm", api.password_reset_confirm, name="api-password-reset-confirm"),
+]
+
+keys_api_urlpatterns = [
+    path("keys", api.api_keys, name="api-keys"),
+    path("keys/<int:key_id>", api.api_key_delete, name="api-key"),
 ]

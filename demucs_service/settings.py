@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    # Its abstract key model is the base of accounts.UserAPIKey (its own APIKey table stays unused).
+    "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     # Before django_q: its `qcluster` command stops cleanly on SIGTERM to the whole process group.
@@ -201,6 +203,8 @@ REST_FRAMEWORK = {
         # JWT first, so an anonymous API call gets 401 with WWW-Authenticate: Bearer. Tokens end
         # early on logout, a password change or reset, and deactivation.
         "accounts.authentication.RevocableJWTAuthentication",
+        # Authorization: Api-Key <key> (accounts.UserAPIKey); revoked or expired keys answer 401.
+        "accounts.authentication.APIKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

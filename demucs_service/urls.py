@@ -10,6 +10,7 @@ from separation import urls as separation_urls
 api_patterns = [
     path("", views.api_root, name="api-root"),
     path("auth/", include(accounts_urls.api_urlpatterns)),
+    path("", include(accounts_urls.keys_api_urlpatterns)),
     path("credits/", include(credits_urls.api_urlpatterns)),
     path("payments/", include(credits_urls.payments_api_urlpatterns)),
     path("", include(separation_urls.api_urlpatterns)),

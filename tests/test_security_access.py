@@ -22,6 +22,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.models import User
+from accounts.services import api_key_create
 from separation.models import Job
 from separation.tasks import separate_next_job
 from tests.audio import tone_bytes
@@ -209,6 +210,12 @@ def _csrf_cases(user: User, job: Job) -> dict[str, tuple]:
         "job-delete": (True, reverse("job-delete", kwargs={"job_id": job.pk}), {}),
         "profile": (True, reverse("profile"), {"email_on_job_finished": ""}),
         "verify-email-resend": (True, reverse("verify-email-resend"), {}),
+        "api-keys-page": (True, reverse("api-keys-page"), {"name": "csrf"}),
+        "api-key-revoke": (
+            True,
+            reverse("api-key-revoke", kwargs={"key_id": api_key_create(user=user, name="k")[0].pk}),
+            {},
+        ),
         "admin:login": (False, reverse("admin:login"), {"username": user.username, "password": PASSWORD}),
     }
 
@@ -250,6 +257,8 @@ def test_the_csrf_table_covers_every_form_in_our_templates(user, owners_job):
         "job-delete",
         "profile",
         "verify-email-resend",
+        "api-keys-page",
+        "api-key-revoke",
         "admin:login",
     ],
 )
