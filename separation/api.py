@@ -5,16 +5,17 @@ from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
-from rest_framework.decorators import api_view, parser_classes, permission_classes
+from rest_framework.decorators import api_view, content_negotiation_class, parser_classes, permission_classes
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from demucs_service.csv_export import FirstRendererNegotiation, csv_response, csv_text
 from separation.catalog import default_model_name, models_list
 from separation.downloads import file_response
 from separation.models import Job
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_get_for_user, job_list_for_user
+from separation.selectors import job_export_rows_for_user, job_get_for_user, job_list_for_user
 from separation.services import job_cancel
 from separation.upload_errors import (
     UploadRefused,
@@ -276,3 +277,67 @@ def delete_job(request, job_id):
     record and its ledger rows stay."""
     job = job_cancel(job=job_get_for_user(user=request.user, job_id=job_id))
     return Response(JobOutput(job, context={"request": request}).data)
+
+
+JOB_EXPORT_HEADER = [
+    "job_id",
+    "status",
+    "progress",
+    "filename",
+    "model",
+    "stems",
+    "format",
+    "cost",
+    "duration_seconds",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error",
+]
+
+
+def _job_export_line(row) -> list:
+    """One job as `GET /api/jobs` gives it (amounts "1.00", ISO 8601 times), in JOB_EXPORT_HEADER's order."""
+    (
+        job_id,
+        status_,
+        progress,
+        filename,
+        model,
+        stems,
+        output_format,
+        cost,
+        duration,
+        created,
+        started,
+        finished,
+        error,
+    ) = row
+    return [
+        str(job_id),
+        status_,
+        progress,
+        csv_text(filename),
+        model,
+        stems,
+        output_format,
+        _COST.to_representation(cost),
+        float(duration),
+        _TIME.to_representation(created),
+        "" if started is None else _TIME.to_representation(started),
+        "" if finished is None else _TIME.to_representation(finished),
+        csv_text(error),
+    ]
+
+
+@extend_schema(
+    responses={(200, "text/csv"): OpenApiResponse(str, description="A header row, then every job, newest first")},
+    tags=["separation"],
+)
+@api_view(["GET"])
+@content_negotiation_class(FirstRendererNegotiation)
+def jobs_export(request):
+    """All your jobs as CSV (not a page of them), streamed: the columns of GET /api/jobs, amounts as
+    decimal strings, times in ISO 8601, empty for none."""
+    rows = map(_job_export_line, job_export_rows_for_user(user=request.user))
+    return csv_response(filename="stemfold-jobs.csv", header=JOB_EXPORT_HEADER, rows=rows)
