@@ -267,6 +267,11 @@ MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=500, minimum=1)
 UPLOAD_STALL_SECONDS = env.int("UPLOAD_STALL_SECONDS", default=30, minimum=1)
 UPLOAD_MIN_KBPS = env.int("UPLOAD_MIN_KBPS", default=16, minimum=0)
 UPLOAD_GRACE_SECONDS = env.int("UPLOAD_GRACE_SECONDS", default=30, minimum=0)
+# URL import (POST /api/upload with `url`, the dashboard's link field): private, loopback and
+# link-local addresses are refused unless URL_IMPORT_ALLOW_PRIVATE (tests, private deployments); the
+# whole download must end within URL_IMPORT_TIMEOUT_SECONDS (it holds a web worker meanwhile).
+URL_IMPORT_ALLOW_PRIVATE = env.bool("URL_IMPORT_ALLOW_PRIVATE", default=False)
+URL_IMPORT_TIMEOUT_SECONDS = env.int("URL_IMPORT_TIMEOUT_SECONDS", default=60, minimum=1)
 # The engine streams: a worker's memory does not grow with the track, its disk does (about 5 GB
 # of temporary files per hour of stereo audio while a 4-stem job runs) and so does its time.
 MAX_DURATION_MINUTES = env.int("MAX_DURATION_MINUTES", default=120, minimum=1)

@@ -6,7 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view, content_negotiation_class, parser_classes, permission_classes
-from rest_framework.parsers import MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -24,7 +24,8 @@ from separation.upload_errors import (
     upload_refusal_status,
 )
 from separation.upload_gate import upload_request_read, upload_view
-from separation.uploads import JobOptions, upload_accept
+from separation.uploads import JobOptions
+from separation.url_import import upload_accept_source
 
 
 class ModelOutput(serializers.Serializer):
@@ -110,7 +111,15 @@ _TIME = serializers.DateTimeField()
 
 
 class UploadInput(serializers.Serializer):
-    file = serializers.FileField(help_text=f"WAV, MP3, FLAC or OGG, at most {settings.MAX_UPLOAD_MB} MB")
+    file = serializers.FileField(
+        required=False, help_text=f"WAV, MP3, FLAC or OGG, at most {settings.MAX_UPLOAD_MB} MB; or give `url`"
+    )
+    # Checked by the fetch's own rules (separation/safe_fetch.py), as the page's field is.
+    url = serializers.CharField(
+        required=False,
+        max_length=2048,
+        help_text="Instead of `file`: an http(s) address the server fetches the song from (public addresses only)",
+    )
     model = serializers.CharField(required=False, help_text="A model name from /api/models")
     stems = serializers.CharField(required=False, default="all", help_text="all, or one stem for two-stem mode")
     format = serializers.ChoiceField(choices=Job.Format.values, required=False, default="wav")
@@ -143,9 +152,16 @@ def models(request):
     )
 
 
+class UploadUrlInput(serializers.Serializer):
+    url = serializers.CharField(max_length=2048, help_text="An http(s) address the server fetches the song from")
+    model = serializers.CharField(required=False, help_text="A model name from /api/models")
+    stems = serializers.CharField(required=False, default="all", help_text="all, or one stem for two-stem mode")
+    format = serializers.ChoiceField(choices=Job.Format.values, required=False, default="wav")
+
+
 @upload_view
 @extend_schema(
-    request={"multipart/form-data": UploadInput},
+    request={"multipart/form-data": UploadInput, "application/json": UploadUrlInput},
     parameters=[
         OpenApiParameter(
             "Idempotency-Key",
@@ -157,12 +173,19 @@ def models(request):
     responses={
         202: UploadOutput,
         200: OpenApiResponse(UploadOutput, description="The job an earlier request with this Idempotency-Key made"),
-        400: OpenApiResponse(RefusalOutput, description="Bad options, no file, empty, too short or too long"),
+        400: OpenApiResponse(
+            RefusalOutput,
+            description="Bad options, no file, empty, too short or too long; a `url` the server does not fetch "
+            "(not http(s), a private address, a redirect to another host)",
+        ),
         402: OpenApiResponse(RefusalOutput, description="Not enough credits: {detail, code, credits, cost}"),
         403: OpenApiResponse(RefusalOutput, description="Email not verified (EMAIL_VERIFICATION=mandatory)"),
         409: OpenApiResponse(RefusalOutput, description="Storage quota full, or an Idempotency-Key reused"),
         413: OpenApiResponse(RefusalOutput, description="Over MAX_UPLOAD_MB"),
         415: OpenApiResponse(RefusalOutput, description="Not audio we can read"),
+        422: OpenApiResponse(
+            RefusalOutput, description="The `url` did not answer with a file (no host, error, timeout)"
+        ),
         429: OpenApiResponse(RefusalOutput, description="Uploading too often (THROTTLE_UPLOAD); see Retry-After"),
         503: OpenApiResponse(RefusalOutput, description="The queue is unavailable; the charge was refunded"),
         507: OpenApiResponse(RefusalOutput, description="The server's disk is full; nothing was stored or charged"),
@@ -170,11 +193,12 @@ def models(request):
     tags=["separation"],
 )
 @api_view(["POST"])
-@parser_classes([MultiPartParser])
+@parser_classes([MultiPartParser, JSONParser])
 def upload(request):
-    """Upload a song to separate. Before anything is stored or charged it is checked: the gate (a
-    verified address, not uploading too often, credits for the cheapest song, room in the storage
-    quota) before the body is read, then size, type by content and the true duration, decoded."""
+    """Upload a song to separate, as a multipart `file`, or as `url` (multipart or JSON) for the server
+    to fetch. Before anything is stored or charged it is checked: the gate (a verified address, not
+    uploading too often, credits for the cheapest song, room in the storage quota) before the body
+    is read or the address fetched, then size, type by content and the true duration, decoded."""
 
     def read_fields():
         data = UploadInput(data=request.data)
@@ -185,15 +209,13 @@ def upload(request):
             stems=fields["stems"],
             output_format=fields["format"],
         )
-        return fields["file"], options
+        return fields.get("file"), fields.get("url", ""), options
 
     try:
-        uploaded_file, options = upload_request_read(request, read_fields=read_fields)
-        job, created = upload_accept(
-            user=request.user,
-            uploaded_file=uploaded_file,
-            options=options,
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
+        uploaded_file, url, options = upload_request_read(request, read_fields=read_fields)
+        idempotency_key = request.headers.get("Idempotency-Key", "")[:100]
+        job, created = upload_accept_source(
+            user=request.user, uploaded_file=uploaded_file, url=url, options=options, idempotency_key=idempotency_key
         )
     except UploadRefused as refused:
         return Response(

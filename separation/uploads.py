@@ -102,7 +102,7 @@ def upload_accept(*, user, uploaded_file, options: JobOptions, idempotency_key: 
     if user_needs_email_verification(user=user):
         raise EmailNotVerified()
     if uploaded_file is None:
-        raise NoFile("Choose an audio file to upload (form field `file`).")
+        raise NoFile("Choose an audio file to upload (form field `file`) or give its address (`url`).")
     model = job_options_validate(options=options)
     if uploaded_file.size == 0:
         raise EmptyFile("The file is empty.")
