@@ -17,3 +17,7 @@ class APIKeyForm(forms.Form):
     expires_in_days = forms.TypedChoiceField(
         choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
     )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")  # the labels are the fields' accessible names: "Name", not "Name:"
+        super().__init__(*args, **kwargs)
