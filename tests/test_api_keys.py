@@ -3,11 +3,14 @@
 import logging
 from datetime import timedelta
 
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import UserAPIKey
-from accounts.services import api_key_create
+from accounts.services import api_key_create, api_key_revoke
+from separation.models import Job
+from tests.audio import tone_bytes
 from tests.conftest import bearer_client, logged_in
 from tests.factories import UserFactory
 
@@ -159,3 +162,16 @@ def test_a_key_cannot_open_the_keys_page(user):
     _, key = api_key_create(user=UserFactory(), name="k")
     answer = APIClient().get("/accounts/keys/", HTTP_AUTHORIZATION=f"Api-Key {key}")
     assert answer.status_code == 302
+
+
+def test_it_uploads_with_a_key_and_a_revoked_key_stores_nothing(user, demo_model, settings):
+    settings.EMAIL_VERIFICATION = "none"
+    api_key, key = api_key_create(user=user, name="uploader")
+    song = {"file": SimpleUploadedFile("song.wav", tone_bytes()), "model": "demo"}
+    answer = key_client(key).post("/api/upload", song, format="multipart")
+    assert answer.status_code == 202
+    assert Job.objects.get(pk=answer.json()["job_id"]).user == user
+    api_key_revoke(api_key=api_key)
+    song = {"file": SimpleUploadedFile("song.wav", tone_bytes()), "model": "demo"}
+    assert key_client(key).post("/api/upload", song, format="multipart").status_code == 401
+    assert Job.objects.filter(user=user).count() == 1
