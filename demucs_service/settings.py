@@ -241,7 +241,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Stemfold splits songs into stems (vocals, drums, bass and more), paid for with credits. "
         "Authenticate with `Authorization: Bearer <token>`, the token that POST /api/auth/login or "
-        "/api/auth/register returns."
+        "/api/auth/register returns, or, for programs, `Authorization: Api-Key <key>` with a key made on "
+        "the API keys page or with POST /api/keys."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
