@@ -16,7 +16,7 @@ from credits.payment_providers import PaymentProviderError, WebhookInvalid, Webh
 from credits.purchases import PAYMENTS_OFF_MESSAGE, PROVIDER_ERROR_MESSAGE, PaymentsOff, purchase_start
 from credits.selectors import transaction_export_rows_for_user, transaction_list_for_user
 from credits.services import IdempotencyConflict
-from demucs_service.csv_export import FirstRendererNegotiation, csv_response, csv_text
+from demucs_service.csv_export import FETCH_ROWS, FirstRendererNegotiation, csv_response, csv_text
 
 logger = logging.getLogger(__name__)
 
@@ -217,5 +217,5 @@ def _transaction_export_line(row) -> list:
 def history_export(request):
     """Your whole credit history as CSV (not a page of it), streamed: the columns of
     GET /api/credits/history, amounts as decimal strings, times in ISO 8601."""
-    rows = map(_transaction_export_line, transaction_export_rows_for_user(user=request.user))
+    rows = map(_transaction_export_line, transaction_export_rows_for_user(user=request.user, chunk_size=FETCH_ROWS))
     return csv_response(filename="stemfold-credits.csv", header=TRANSACTION_EXPORT_HEADER, rows=rows)

@@ -216,7 +216,7 @@ def revenue_statistics() -> RevenueStatistics:
 TRANSACTION_EXPORT_FIELDS = ("id", "created_at", "kind", "amount", "balance_after", "description", "reference")
 
 
-def transaction_export_rows_for_user(*, user, chunk_size: int = 2000):
+def transaction_export_rows_for_user(*, user, chunk_size: int):
     """Every ledger row of the user, newest first, as tuples of TRANSACTION_EXPORT_FIELDS, fetched
     lazily through a server-side cursor."""
     rows = transaction_list_for_user(user=user).values_list(*TRANSACTION_EXPORT_FIELDS)

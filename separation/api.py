@@ -10,7 +10,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from demucs_service.csv_export import FirstRendererNegotiation, csv_response, csv_text
+from demucs_service.csv_export import FETCH_ROWS, FirstRendererNegotiation, csv_response, csv_text
 from separation.catalog import default_model_name, models_list
 from separation.downloads import file_response
 from separation.models import Job
@@ -361,5 +361,5 @@ def _job_export_line(row) -> list:
 def jobs_export(request):
     """All your jobs as CSV (not a page of them), streamed: the columns of GET /api/jobs, amounts as
     decimal strings, times in ISO 8601, empty for none."""
-    rows = map(_job_export_line, job_export_rows_for_user(user=request.user))
+    rows = map(_job_export_line, job_export_rows_for_user(user=request.user, chunk_size=FETCH_ROWS))
     return csv_response(filename="stemfold-jobs.csv", header=JOB_EXPORT_HEADER, rows=rows)

@@ -150,7 +150,7 @@ JOB_EXPORT_FIELDS = (
 )
 
 
-def job_export_rows_for_user(*, user, chunk_size: int = 2000):
+def job_export_rows_for_user(*, user, chunk_size: int):
     """Every job of the user, newest first, as tuples of JOB_EXPORT_FIELDS, fetched lazily through a
     server-side cursor (no model objects, no list of them)."""
     return job_list_for_user(user=user).values_list(*JOB_EXPORT_FIELDS).iterator(chunk_size=chunk_size)
