@@ -170,9 +170,11 @@ def fetch_to_file(
     deadline_seconds: float,
     allow_private: bool,
     refuse_content_type=None,
+    progress=None,
 ) -> Fetched:
     """GET `url` into the file `into`, by the rules above. `refuse_content_type(content_type)` may
-    raise to refuse an answer by its Content-Type before its body is read."""
+    raise to refuse an answer by its Content-Type before its body is read; `progress(size)`, called
+    after each chunk is written, may raise to stop the download."""
     started = time.monotonic()
     target = target_parse(url)
     for _ in range(MAX_REDIRECTS + 1):
@@ -196,7 +198,14 @@ def fetch_to_file(
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise FetchTooLarge(f"The file is larger than {max_bytes} bytes.")
-            size = _copy(response, into, max_bytes=max_bytes, started=started, deadline_seconds=deadline_seconds)
+            size = _copy(
+                response,
+                into,
+                max_bytes=max_bytes,
+                started=started,
+                deadline_seconds=deadline_seconds,
+                progress=progress,
+            )
             return Fetched(
                 url=f"{target.scheme}://{target.host}:{target.port}{target.path}",
                 content_type=content_type,
@@ -217,7 +226,7 @@ def _redirect_target(current: Target, location: str) -> Target:
     return following
 
 
-def _copy(response, into: BinaryIO, *, max_bytes: int, started: float, deadline_seconds: float) -> int:
+def _copy(response, into: BinaryIO, *, max_bytes: int, started: float, deadline_seconds: float, progress) -> int:
     size = 0
     while True:
         if time.monotonic() - started > deadline_seconds:
@@ -232,6 +241,8 @@ def _copy(response, into: BinaryIO, *, max_bytes: int, started: float, deadline_
         if size > max_bytes:
             raise FetchTooLarge(f"The file is larger than {max_bytes} bytes.")
         into.write(chunk)
+        if progress is not None:
+            progress(size)
 
 
 def _reason(error: Exception) -> str:

@@ -3,24 +3,26 @@ uploaded file is (separation/uploads.py: upload_accept), with the same refusals.
 
 The fetch (separation/safe_fetch.py) only reaches public addresses unless URL_IMPORT_ALLOW_PRIVATE,
 stops at MAX_UPLOAD_MB while the body arrives and within URL_IMPORT_TIMEOUT_SECONDS; the length
-limit (MAX_DURATION_MINUTES) is then held by decoding, as for uploads. Nothing is charged or kept
+limit (MAX_DURATION_MINUTES) is held while it arrives too (DurationWatch), and by decoding the whole
+file at the end, as for uploads. Nothing is charged or kept
 before the audio is validated; the fetched file is a temporary file, deleted when it is closed.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
 from accounts.selectors import user_needs_email_verification
-from separation import safe_fetch
+from separation import engine, safe_fetch
 from separation.filenames import display_filename
 from separation.models import Job
 from separation.upload_errors import BadOption, EmailNotVerified, NotAudio, UrlFetchFailed, UrlNotAllowed
 from separation.upload_gate import file_too_large, max_upload_bytes
-from separation.uploads import JobOptions, job_options_validate, upload_accept
+from separation.uploads import JobOptions, job_options_validate, too_long, upload_accept
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,31 @@ def _refuse_pages(content_type: str) -> None:
         raise NotAudio(
             f"The address answered with {content_type}, not audio. Give the address of the audio file itself."
         )
+
+
+class DurationWatch:
+    """Holds MAX_DURATION_MINUTES while the song downloads: each time the download has doubled (from
+    1 MB on) it decodes what has arrived, stopping just past the limit, so a song that is too long
+    is refused after about twice the bytes of the limit, not after MAX_UPLOAD_MB. The doubling keeps
+    the decoding to about twice that of the file once. The whole file is decoded again at the end."""
+
+    FIRST_CHECK_BYTES = 1024 * 1024
+
+    def __init__(self, file):
+        self.file = file
+        self.next_check = self.FIRST_CHECK_BYTES
+
+    def __call__(self, size: int) -> None:
+        if size < self.next_check:
+            return
+        self.next_check = size * 2
+        self.file.flush()
+        try:
+            engine.probe_audio(Path(self.file.name), max_seconds=settings.MAX_DURATION_MINUTES * 60)
+        except engine.AudioTooLong:
+            raise too_long() from None
+        except (engine.AudioDecodeError, OSError, ValueError, RuntimeError):
+            pass  # a file cut off mid-way may not decode yet; the whole file is judged once it is in
 
 
 def upload_accept_url(*, user, url: str, options: JobOptions, idempotency_key: str = "") -> tuple[Job, bool]:
@@ -54,6 +81,7 @@ def upload_accept_url(*, user, url: str, options: JobOptions, idempotency_key: s
                 deadline_seconds=settings.URL_IMPORT_TIMEOUT_SECONDS,
                 allow_private=settings.URL_IMPORT_ALLOW_PRIVATE,
                 refuse_content_type=_refuse_pages,
+                progress=DurationWatch(upload.file),
             )
         except safe_fetch.FetchTooLarge:
             raise file_too_large() from None

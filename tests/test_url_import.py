@@ -253,3 +253,30 @@ def test_it_sees_through_ipv4_mapped_and_reserved_addresses():
     assert safe_fetch.address_is_public("2606:2800:220:1:248:1893:25c8:1946")
     for address in ("127.0.0.1", "::1", "::ffff:10.0.0.1", "100.64.0.1", "fe80::1%eth0", "224.0.0.1", "240.0.0.1"):
         assert not safe_fetch.address_is_public(address), address
+
+
+def test_it_stops_a_song_past_the_duration_limit_while_it_downloads(user, songs, private_allowed, settings):
+    settings.MAX_DURATION_MINUTES = 1
+    long_song = tone_bytes(seconds=30 * 60.0, samplerate=8000, channels=1)  # 28.8 MB, 30 minutes
+    sent = {"bytes": 0}
+    finished = threading.Event()
+
+    def stream(handler):
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "audio/wav")
+            handler.send_header("Content-Length", str(len(long_song)))
+            handler.end_headers()
+            for start in range(0, len(long_song), 64 * 1024):
+                handler.wfile.write(long_song[start : start + 64 * 1024])
+                sent["bytes"] = start + 64 * 1024
+        except OSError:
+            pass  # the importer hung up
+        finally:
+            finished.set()
+
+    songs.routes["/long.wav"] = stream
+    refused(import_url(bearer_client(user), songs.url("/long.wav")), 400, "bad_duration")
+    assert finished.wait(10)
+    assert sent["bytes"] < len(long_song) / 2  # stopped a few MB in, not after the whole file
+    assert balance(user) == Decimal("3.00") and not Job.objects.exists()
