@@ -12,9 +12,10 @@ from django.db.models import Subquery
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from rest_framework_api_key.models import APIKey
 
-from accounts.models import User
-from accounts.services import email_address_verify, user_save_new
+from accounts.models import User, UserAPIKey
+from accounts.services import api_key_revoke, email_address_verify, user_save_new
 from credits.models import CreditTransaction
 from credits.services import credits_admin_grant
 
@@ -138,3 +139,30 @@ class EmailAddressAdmin(AllauthEmailAddressAdmin):
 # accounts" stay: who is connected to what, and a way to remove a connection.
 admin.site.unregister(SocialApp)
 admin.site.unregister(SocialToken)
+# The library's own key model is unused (keys belong to users: UserAPIKey).
+admin.site.unregister(APIKey)
+
+
+@admin.register(UserAPIKey)
+class UserAPIKeyAdmin(admin.ModelAdmin):
+    """Operators see and revoke keys; only their owners make them (the whole key is shown once, to them)."""
+
+    list_display = ("prefix", "name", "user", "created", "last_used_at", "expiry_date", "revoked")
+    list_filter = ("revoked", "created")
+    search_fields = ("prefix", "name", "user__username", "user__email")
+    list_select_related = ("user",)
+    readonly_fields = ("prefix", "name", "user", "created", "last_used_at", "expiry_date", "revoked")
+    fields = readonly_fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke(self, request, queryset):
+        for api_key in queryset.filter(revoked=False):
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, "Revoked the selected keys.", messages.SUCCESS)

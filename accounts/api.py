@@ -1,16 +1,26 @@
 import logging
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from accounts.authentication import RevocableJWTAuthentication
-from accounts.selectors import user_email_verified, user_signup_bonus_pending
+from accounts.selectors import (
+    api_key_get_for_user,
+    api_key_list_for_user,
+    user_email_verified,
+    user_signup_bonus_pending,
+)
 from accounts.services import (
     LoginThrottled,
+    TooManyAPIKeys,
     VerificationMail,
+    api_key_create,
+    api_key_revoke,
     email_verification_send,
     password_reset_complete,
     password_reset_request,
@@ -253,3 +263,71 @@ def password_reset_confirm(request):
     data.is_valid(raise_exception=True)
     password_reset_complete(request=request, **data.validated_data)
     return Response({"detail": "Your password has been changed. Log in with the new one."})
+
+
+class APIKeyOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The key's first characters, to tell keys apart; not secret")
+    created_at = serializers.DateTimeField(source="created")
+    expires_at = serializers.DateTimeField(source="expiry_date", allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True, help_text="To the minute")
+
+
+class APIKeyCreatedOutput(APIKeyOutput):
+    key = serializers.CharField(help_text="The whole key, shown this once: send it as `Authorization: Api-Key <key>`")
+
+
+class APIKeyInput(serializers.Serializer):
+    name = serializers.CharField(max_length=50, help_text="What the key is for, to recognise it later")
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Optional; none: never")
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Give a time in the future.")
+        return value
+
+
+# Keys are made and revoked by a person: a key cannot make or revoke keys.
+PERSON_AUTHENTICATION = [RevocableJWTAuthentication, SessionAuthentication]
+
+
+@extend_schema(methods=["GET"], responses={200: APIKeyOutput(many=True)}, tags=["keys"])
+@extend_schema(
+    methods=["POST"],
+    request=APIKeyInput,
+    responses={
+        201: APIKeyCreatedOutput,
+        400: OpenApiResponse(description="No name, an expiry in the past, or too many keys"),
+        401: OpenApiResponse(description="Not logged in (an API key cannot make keys)"),
+    },
+    tags=["keys"],
+)
+@api_view(["GET", "POST"])
+@authentication_classes(PERSON_AUTHENTICATION)
+def api_keys(request):
+    """Your API keys (GET), or a new one (POST `{name, expires_at?}`): the whole key is in this
+    answer only. Needs a bearer token or the site's session, not an API key."""
+    if request.method == "GET":
+        return Response(APIKeyOutput(api_key_list_for_user(user=request.user), many=True).data)
+    data = APIKeyInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    try:
+        api_key, key = api_key_create(user=request.user, **data.validated_data)
+    except TooManyAPIKeys as refused:
+        raise exceptions.ValidationError({"detail": str(refused)}) from refused
+    api_key.key = key  # on this answer's object only; the database has the hash
+    return Response(APIKeyCreatedOutput(api_key).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    request=None,
+    responses={204: OpenApiResponse(description="Revoked"), 404: OpenApiResponse(description="No such key of yours")},
+    tags=["keys"],
+)
+@api_view(["DELETE"])
+@authentication_classes(PERSON_AUTHENTICATION)
+def api_key_delete(request, key_id):
+    """Revoke a key: requests with it answer 401 from now on."""
+    api_key_revoke(api_key=api_key_get_for_user(user=request.user, key_id=key_id))
+    return Response(status=status.HTTP_204_NO_CONTENT)

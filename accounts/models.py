@@ -5,6 +5,7 @@ from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 from django.db.models import F
 from django.db.models.functions import Lower
+from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 
 class UserManager(DjangoUserManager):
@@ -81,3 +82,32 @@ class RevokedToken(models.Model):
 
     def __str__(self):
         return self.jti
+
+
+class UserAPIKeyManager(BaseAPIKeyManager):
+    def assign_key(self, obj):
+        key = super().assign_key(obj)
+        # The library's primary key is "prefix.hash"; ours is a plain number, so that the id in
+        # URLs and answers (DELETE /api/keys/<id>) never carries the hash.
+        obj.id = None
+        return key
+
+    def get_usable_keys(self):
+        return super().get_usable_keys().select_related("user")
+
+
+class UserAPIKey(AbstractAPIKey):
+    """A person's key for programs (`Authorization: Api-Key <prefix>.<secret>`): stored hashed
+    (djangorestframework-api-key), shown whole once, revocable, optionally expiring. It acts as
+    its owner on every API endpoint a token can use, except creating and revoking keys."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="api_keys")
+    # Written at most once a minute per key (accounts.services.api_key_touch), not on every request.
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = UserAPIKeyManager()
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"

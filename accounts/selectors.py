@@ -9,9 +9,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists
 from django.db.models.functions import TruncDate
+from django.shortcuts import get_object_or_404
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
-from accounts.models import RevokedToken
+from accounts.models import RevokedToken, UserAPIKey
 from credits.models import CreditTransaction
 
 
@@ -78,3 +79,13 @@ def signup_statistics(*, days: list[date]) -> SignupStatistics:
         if row["day"] in index:
             per_day[index[row["day"]]] = row["count"]
     return SignupStatistics(per_day=per_day, users_total=users.count())
+
+
+def api_key_list_for_user(*, user):
+    """The user's keys not revoked (expired ones included, marked by their expiry), newest first."""
+    return UserAPIKey.objects.filter(user=user, revoked=False).order_by("-created", "-id")
+
+
+def api_key_get_for_user(*, user, key_id) -> UserAPIKey:
+    """The user's key with this id; Http404 for anyone else's, as for jobs."""
+    return get_object_or_404(UserAPIKey, pk=key_id, user=user)

@@ -1,6 +1,7 @@
 import enum
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from allauth.account import signals as allauth_signals
 from allauth.account.adapter import get_adapter
@@ -13,13 +14,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.email_identity import email_normalise
 from accounts.login_limits import TOO_MANY_LOGIN_ATTEMPTS, login_retry_after_seconds
-from accounts.models import RevokedToken
+from accounts.models import RevokedToken, UserAPIKey
 from credits.services import LedgerPosting, credits_grant_signup_bonus
 
 logger = logging.getLogger(__name__)
@@ -202,3 +204,56 @@ def user_update_preferences(*, user, email_on_job_finished: bool):
     user.email_on_job_finished = email_on_job_finished
     user.save(update_fields=["email_on_job_finished"])
     return user
+
+
+# API keys. Creating and revoking need a person (session or bearer token): the views say so.
+API_KEY_TOUCH_SECONDS = 60
+MAX_API_KEYS_PER_USER = 50
+
+
+class TooManyAPIKeys(Exception):
+    pass
+
+
+def api_key_create(*, user, name: str, expires_at=None) -> tuple[UserAPIKey, str]:
+    """A new key for `user`: the row (hashed) and the whole key, which is shown this once. At most
+    MAX_API_KEYS_PER_USER working keys each (TooManyAPIKeys), so nobody fills the table."""
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one creation at a time per user
+        if UserAPIKey.objects.filter(user=user, revoked=False).count() >= MAX_API_KEYS_PER_USER:
+            raise TooManyAPIKeys(
+                f"You have {MAX_API_KEYS_PER_USER} API keys already; revoke one you no longer use first."
+            )
+        return UserAPIKey.objects.create_key(user=user, name=name, expiry_date=expires_at)
+
+
+def api_key_revoke(*, api_key: UserAPIKey) -> UserAPIKey:
+    """Revoke a key for good; requests with it answer 401 from now on. Revoking twice is harmless."""
+    UserAPIKey.objects.filter(pk=api_key.pk).update(revoked=True)
+    api_key.revoked = True
+    api_key._initial_revoked = True
+    return api_key
+
+
+def api_key_authenticate(*, key: str) -> UserAPIKey | None:
+    """The usable key (not revoked, not expired, of an active account) that `key` is, or None."""
+    try:
+        api_key = UserAPIKey.objects.get_from_key(key)
+    except UserAPIKey.DoesNotExist:
+        return None
+    if api_key.has_expired or not api_key.user.is_active:
+        return None
+    api_key_touch(api_key=api_key)
+    return api_key
+
+
+def api_key_touch(*, api_key: UserAPIKey) -> None:
+    """Record that the key was used: at most one write a minute per key, not one per request."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=API_KEY_TOUCH_SECONDS)
+    if api_key.last_used_at is not None and api_key.last_used_at > stale:
+        return
+    UserAPIKey.objects.filter(pk=api_key.pk).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale)).update(
+        last_used_at=now
+    )
+    api_key.last_used_at = now

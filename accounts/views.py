@@ -1,16 +1,27 @@
+from datetime import timedelta
+
 from allauth.account import views as allauth_views
 from allauth.socialaccount.forms import DisconnectForm
 from allauth.socialaccount.models import SocialAccount
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from accounts.forms import PreferencesForm
+from accounts import services
+from accounts.forms import APIKeyForm, PreferencesForm
 from accounts.login_limits import TOO_MANY_LOGIN_ATTEMPTS, login_retry_after_seconds
-from accounts.selectors import user_email_verified
-from accounts.services import VerificationMail, email_verification_send, user_update_preferences
+from accounts.selectors import api_key_get_for_user, api_key_list_for_user, user_email_verified
+from accounts.services import (
+    TooManyAPIKeys,
+    VerificationMail,
+    api_key_create,
+    email_verification_send,
+    user_update_preferences,
+)
 from accounts.social.selectors import social_connection_list, social_provider_list
 
 
@@ -91,3 +102,39 @@ def verify_email_resend(request):
     if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure()):
         next_url = "dashboard"
     return redirect(next_url)
+
+
+@login_required
+def api_keys(request):
+    """The API keys page. A new key is shown whole in the answer to its POST only (never stored
+    or put in a message cookie), and that answer is not cached."""
+    new_key = None
+    if request.method == "POST":
+        form = APIKeyForm(request.POST)
+        if form.is_valid():
+            days = form.cleaned_data["expires_in_days"]
+            expires_at = timezone.now() + timedelta(days=days) if days else None
+            try:
+                api_key, key = api_key_create(user=request.user, name=form.cleaned_data["name"], expires_at=expires_at)
+            except TooManyAPIKeys as refused:
+                form.add_error(None, str(refused))
+            else:
+                new_key = {"name": api_key.name, "key": key}
+                form = APIKeyForm()
+    else:
+        form = APIKeyForm()
+    response = render(
+        request,
+        "accounts/api_keys.html",
+        {"form": form, "keys": api_key_list_for_user(user=request.user), "new_key": new_key, "now": timezone.now()},
+    )
+    add_never_cache_headers(response)
+    return response
+
+
+@login_required
+@require_POST
+def api_key_revoke(request, key_id):
+    api_key = services.api_key_revoke(api_key=api_key_get_for_user(user=request.user, key_id=key_id))
+    messages.success(request, f"Revoked the key “{api_key.name}” ({api_key.prefix}…): it no longer works.")
+    return redirect("api-keys-page")

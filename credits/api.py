@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.decorators import api_view, permission_classes
+from rest_framework.decorators import api_view, content_negotiation_class, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -15,7 +15,7 @@ from credits.packs import pack_get, packs_list
 from credits.payment_events import payment_event_handle
 from credits.payment_providers import PaymentProviderError, WebhookInvalid, WebhookNotConfigured
 from credits.purchases import PAYMENTS_OFF_MESSAGE, PROVIDER_ERROR_MESSAGE, PaymentsOff, purchase_start
-from credits.selectors import transaction_list_for_user
+from credits.selectors import transaction_export_rows_for_user, transaction_list_for_user
 from credits.services import IdempotencyConflict
 from credits.subscriptions import (
     AlreadySubscribed,
@@ -25,6 +25,7 @@ from credits.subscriptions import (
     subscription_checkout_start,
     subscription_portal_url,
 )
+from demucs_service.csv_export import FETCH_ROWS, FirstRendererNegotiation, csv_response, csv_text
 
 logger = logging.getLogger(__name__)
 
@@ -299,3 +300,37 @@ def subscription_portal(request):
     except PaymentProviderError:
         return Response({"detail": PROVIDER_ERROR_MESSAGE, "code": "payment_provider_error"}, status=502)
     return Response(PortalOutput({"portal_url": url}).data, status=status.HTTP_201_CREATED)
+
+
+TRANSACTION_EXPORT_HEADER = ["id", "created_at", "kind", "amount", "balance_after", "description", "reference"]
+_AMOUNT = serializers.DecimalField(max_digits=10, decimal_places=2)
+_TIME = serializers.DateTimeField()
+
+
+def _transaction_export_line(row) -> list:
+    """One ledger row as `GET /api/credits/history` gives it (amounts "-1.00", ISO 8601 times)."""
+    row_id, created_at, kind, amount, balance_after, description, reference = row
+    return [
+        row_id,
+        _TIME.to_representation(created_at),
+        kind,
+        _AMOUNT.to_representation(amount),
+        _AMOUNT.to_representation(balance_after),
+        csv_text(description),
+        csv_text(reference),
+    ]
+
+
+@extend_schema(
+    responses={
+        (200, "text/csv"): OpenApiResponse(str, description="A header row, then every ledger row, newest first")
+    },
+    tags=["credits"],
+)
+@api_view(["GET"])
+@content_negotiation_class(FirstRendererNegotiation)
+def history_export(request):
+    """Your whole credit history as CSV (not a page of it), streamed: the columns of
+    GET /api/credits/history, amounts as decimal strings, times in ISO 8601."""
+    rows = map(_transaction_export_line, transaction_export_rows_for_user(user=request.user, chunk_size=FETCH_ROWS))
+    return csv_response(filename="stemfold-credits.csv", header=TRANSACTION_EXPORT_HEADER, rows=rows)

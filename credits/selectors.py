@@ -240,3 +240,13 @@ def subscription_statistics() -> SubscriptionStatistics:
         in_grace=covering.filter(status=Subscription.Status.PAST_DUE).count(),
         mrr_by_currency={row["currency"].upper(): row["mrr"] for row in rows},
     )
+
+
+TRANSACTION_EXPORT_FIELDS = ("id", "created_at", "kind", "amount", "balance_after", "description", "reference")
+
+
+def transaction_export_rows_for_user(*, user, chunk_size: int):
+    """Every ledger row of the user, newest first, as tuples of TRANSACTION_EXPORT_FIELDS, fetched
+    lazily through a server-side cursor."""
+    rows = transaction_list_for_user(user=user).values_list(*TRANSACTION_EXPORT_FIELDS)
+    return rows.iterator(chunk_size=chunk_size)

@@ -16,6 +16,7 @@ api_urlpatterns = [
     path("packages", api.packages, name="api-credits-packages"),
     path("purchase", api.purchase, name="api-credits-purchase"),
     path("history", api.HistoryView.as_view(), name="api-credits-history"),
+    path("history/export", api.history_export, name="api-credits-history-export"),
 ]
 
 # Mounted at /api/payments/: the providers' webhooks.

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    # Its abstract key model is the base of accounts.UserAPIKey (its own APIKey table stays unused).
+    "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     # Before django_q: its `qcluster` command stops cleanly on SIGTERM to the whole process group.
@@ -264,6 +266,8 @@ REST_FRAMEWORK = {
         # JWT first, so an anonymous API call gets 401 with WWW-Authenticate: Bearer. Tokens end
         # early on logout, a password change or reset, and deactivation.
         "accounts.authentication.RevocableJWTAuthentication",
+        # Authorization: Api-Key <key> (accounts.UserAPIKey); revoked or expired keys answer 401.
+        "accounts.authentication.APIKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -301,7 +305,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Stemfold splits songs into stems (vocals, drums, bass and more), paid for with credits. "
         "Authenticate with `Authorization: Bearer <token>`, the token that POST /api/auth/login or "
-        "/api/auth/register returns."
+        "/api/auth/register returns, or, for programs, `Authorization: Api-Key <key>` with a key made on "
+        "the API keys page or with POST /api/keys."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -328,6 +333,11 @@ MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=500, minimum=1)
 UPLOAD_STALL_SECONDS = env.int("UPLOAD_STALL_SECONDS", default=30, minimum=1)
 UPLOAD_MIN_KBPS = env.int("UPLOAD_MIN_KBPS", default=16, minimum=0)
 UPLOAD_GRACE_SECONDS = env.int("UPLOAD_GRACE_SECONDS", default=30, minimum=0)
+# URL import (POST /api/upload with `url`, the dashboard's link field): private, loopback and
+# link-local addresses are refused unless URL_IMPORT_ALLOW_PRIVATE (tests, private deployments); the
+# whole download must end within URL_IMPORT_TIMEOUT_SECONDS (it holds a web worker meanwhile).
+URL_IMPORT_ALLOW_PRIVATE = env.bool("URL_IMPORT_ALLOW_PRIVATE", default=False)
+URL_IMPORT_TIMEOUT_SECONDS = env.int("URL_IMPORT_TIMEOUT_SECONDS", default=60, minimum=1)
 # The engine streams: a worker's memory does not grow with the track, its disk does (about 5 GB
 # of temporary files per hour of stereo audio while a 4-stem job runs) and so does its time.
 MAX_DURATION_MINUTES = env.int("MAX_DURATION_MINUTES", default=120, minimum=1)

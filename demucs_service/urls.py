@@ -12,6 +12,7 @@ from webhooks import urls as webhooks_urls
 api_patterns = [
     path("", views.api_root, name="api-root"),
     path("auth/", include(accounts_urls.api_urlpatterns)),
+    path("", include(accounts_urls.keys_api_urlpatterns)),
     path("credits/", include(credits_urls.api_urlpatterns)),
     path("payments/", include(credits_urls.payments_api_urlpatterns)),
     path("", include(credits_urls.subscriptions_api_urlpatterns)),

@@ -5,16 +5,17 @@ from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
-from rest_framework.decorators import api_view, parser_classes, permission_classes
-from rest_framework.parsers import MultiPartParser
+from rest_framework.decorators import api_view, content_negotiation_class, parser_classes, permission_classes
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from demucs_service.csv_export import FETCH_ROWS, FirstRendererNegotiation, csv_response, csv_text
 from separation.catalog import default_model_name, models_list
 from separation.job_files import stored_file_response
 from separation.models import Job
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_get_for_user, job_list_for_user
+from separation.selectors import job_export_rows_for_user, job_get_for_user, job_list_for_user
 from separation.services import job_cancel
 from separation.upload_errors import (
     UploadRefused,
@@ -23,7 +24,8 @@ from separation.upload_errors import (
     upload_refusal_status,
 )
 from separation.upload_gate import upload_request_read, upload_view
-from separation.uploads import JobOptions, upload_accept
+from separation.uploads import JobOptions
+from separation.url_import import upload_accept_source
 from webhooks.services import WebhookRefused, callback_register, callback_url_check
 
 
@@ -113,7 +115,15 @@ _TIME = serializers.DateTimeField()
 
 
 class UploadInput(serializers.Serializer):
-    file = serializers.FileField(help_text=f"WAV, MP3, FLAC or OGG, at most {settings.MAX_UPLOAD_MB} MB")
+    file = serializers.FileField(
+        required=False, help_text=f"WAV, MP3, FLAC or OGG, at most {settings.MAX_UPLOAD_MB} MB; or give `url`"
+    )
+    # Checked by the fetch's own rules (separation/safe_fetch.py), as the page's field is.
+    url = serializers.CharField(
+        required=False,
+        max_length=2048,
+        help_text="Instead of `file`: an http(s) address the server fetches the song from (public addresses only)",
+    )
     model = serializers.CharField(required=False, help_text="A model name from /api/models")
     stems = serializers.CharField(required=False, default="all", help_text="all, or one stem for two-stem mode")
     format = serializers.ChoiceField(choices=Job.Format.values, required=False, default="wav")
@@ -155,9 +165,16 @@ def models(request):
     )
 
 
+class UploadUrlInput(serializers.Serializer):
+    url = serializers.CharField(max_length=2048, help_text="An http(s) address the server fetches the song from")
+    model = serializers.CharField(required=False, help_text="A model name from /api/models")
+    stems = serializers.CharField(required=False, default="all", help_text="all, or one stem for two-stem mode")
+    format = serializers.ChoiceField(choices=Job.Format.values, required=False, default="wav")
+
+
 @upload_view
 @extend_schema(
-    request={"multipart/form-data": UploadInput},
+    request={"multipart/form-data": UploadInput, "application/json": UploadUrlInput},
     parameters=[
         OpenApiParameter(
             "Idempotency-Key",
@@ -169,12 +186,19 @@ def models(request):
     responses={
         202: UploadOutput,
         200: OpenApiResponse(UploadOutput, description="The job an earlier request with this Idempotency-Key made"),
-        400: OpenApiResponse(RefusalOutput, description="Bad options, no file, empty, too short or too long"),
+        400: OpenApiResponse(
+            RefusalOutput,
+            description="Bad options, no file, empty, too short or too long; a `url` the server does not fetch "
+            "(not http(s), a private address, a redirect to another host)",
+        ),
         402: OpenApiResponse(RefusalOutput, description="Not enough credits: {detail, code, credits, cost}"),
         403: OpenApiResponse(RefusalOutput, description="Email not verified (EMAIL_VERIFICATION=mandatory)"),
         409: OpenApiResponse(RefusalOutput, description="Storage quota full, or an Idempotency-Key reused"),
         413: OpenApiResponse(RefusalOutput, description="Over MAX_UPLOAD_MB"),
         415: OpenApiResponse(RefusalOutput, description="Not audio we can read"),
+        422: OpenApiResponse(
+            RefusalOutput, description="The `url` did not answer with a file (no host, error, timeout)"
+        ),
         429: OpenApiResponse(RefusalOutput, description="Uploading too often (THROTTLE_UPLOAD); see Retry-After"),
         503: OpenApiResponse(RefusalOutput, description="The queue is unavailable; the charge was refunded"),
         507: OpenApiResponse(RefusalOutput, description="The server's disk is full; nothing was stored or charged"),
@@ -182,11 +206,12 @@ def models(request):
     tags=["separation"],
 )
 @api_view(["POST"])
-@parser_classes([MultiPartParser])
+@parser_classes([MultiPartParser, JSONParser])
 def upload(request):
-    """Upload a song to separate. Before anything is stored or charged it is checked: the gate (a
-    verified address, not uploading too often, credits for the cheapest song, room in the storage
-    quota) before the body is read, then size, type by content and the true duration, decoded."""
+    """Upload a song to separate, as a multipart `file`, or as `url` (multipart or JSON) for the server
+    to fetch. Before anything is stored or charged it is checked: the gate (a verified address, not
+    uploading too often, credits for the cheapest song, room in the storage quota) before the body
+    is read or the address fetched, then size, type by content and the true duration, decoded."""
 
     def read_fields():
         data = UploadInput(data=request.data)
@@ -202,15 +227,13 @@ def upload(request):
                 callback_url_check(url=fields["callback_url"])  # before anything is stored or charged
             except WebhookRefused as refused:
                 raise serializers.ValidationError({"callback_url": [str(refused)]}) from None
-        return fields["file"], options, fields.get("callback_url", "")
+        return fields.get("file"), fields.get("url", ""), options, fields.get("callback_url", "")
 
     try:
-        uploaded_file, options, callback_url = upload_request_read(request, read_fields=read_fields)
-        job, created = upload_accept(
-            user=request.user,
-            uploaded_file=uploaded_file,
-            options=options,
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
+        uploaded_file, url, options, callback_url = upload_request_read(request, read_fields=read_fields)
+        idempotency_key = request.headers.get("Idempotency-Key", "")[:100]
+        job, created = upload_accept_source(
+            user=request.user, uploaded_file=uploaded_file, url=url, options=options, idempotency_key=idempotency_key
         )
     except UploadRefused as refused:
         return Response(
@@ -298,3 +321,67 @@ def delete_job(request, job_id):
     record and its ledger rows stay."""
     job = job_cancel(job=job_get_for_user(user=request.user, job_id=job_id))
     return Response(JobOutput(job, context={"request": request}).data)
+
+
+JOB_EXPORT_HEADER = [
+    "job_id",
+    "status",
+    "progress",
+    "filename",
+    "model",
+    "stems",
+    "format",
+    "cost",
+    "duration_seconds",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error",
+]
+
+
+def _job_export_line(row) -> list:
+    """One job as `GET /api/jobs` gives it (amounts "1.00", ISO 8601 times), in JOB_EXPORT_HEADER's order."""
+    (
+        job_id,
+        status_,
+        progress,
+        filename,
+        model,
+        stems,
+        output_format,
+        cost,
+        duration,
+        created,
+        started,
+        finished,
+        error,
+    ) = row
+    return [
+        str(job_id),
+        status_,
+        progress,
+        csv_text(filename),
+        model,
+        stems,
+        output_format,
+        _COST.to_representation(cost),
+        float(duration),
+        _TIME.to_representation(created),
+        "" if started is None else _TIME.to_representation(started),
+        "" if finished is None else _TIME.to_representation(finished),
+        csv_text(error),
+    ]
+
+
+@extend_schema(
+    responses={(200, "text/csv"): OpenApiResponse(str, description="A header row, then every job, newest first")},
+    tags=["separation"],
+)
+@api_view(["GET"])
+@content_negotiation_class(FirstRendererNegotiation)
+def jobs_export(request):
+    """All your jobs as CSV (not a page of them), streamed: the columns of GET /api/jobs, amounts as
+    decimal strings, times in ISO 8601, empty for none."""
+    rows = map(_job_export_line, job_export_rows_for_user(user=request.user, chunk_size=FETCH_ROWS))
+    return csv_response(filename="stemfold-jobs.csv", header=JOB_EXPORT_HEADER, rows=rows)

@@ -129,3 +129,26 @@ def broker_queue_statistics() -> BrokerQueueStatistics:
     except Exception:  # the statistics page still shows the rest when the broker is down
         logger.warning("Could not read the task queue's length", exc_info=True)
         return BrokerQueueStatistics(tasks=None, broker="unavailable")
+
+
+JOB_EXPORT_FIELDS = (
+    "id",
+    "status",
+    "progress",
+    "original_filename",
+    "model",
+    "stem_mode",
+    "output_format",
+    "cost",
+    "duration_seconds",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error",
+)
+
+
+def job_export_rows_for_user(*, user, chunk_size: int):
+    """Every job of the user, newest first, as tuples of JOB_EXPORT_FIELDS, fetched lazily through a
+    server-side cursor (no model objects, no list of them)."""
+    return job_list_for_user(user=user).values_list(*JOB_EXPORT_FIELDS).iterator(chunk_size=chunk_size)

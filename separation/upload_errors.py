@@ -144,6 +144,18 @@ class QueueUnavailable(UploadRefused):
         super().__init__("The job queue is unavailable; please try again in a moment. Your credits were refunded.")
 
 
+class UrlNotAllowed(UploadRefused):
+    """URL import: an address the server does not fetch (not http(s), private, redirected elsewhere)."""
+
+    code = "url_not_allowed"
+
+
+class UrlFetchFailed(UploadRefused):
+    """URL import: the address did not answer with a file (no such host, timeout, an HTTP error)."""
+
+    code = "url_fetch_failed"
+
+
 STATUS = {
     NoFile: 400,
     EmptyFile: 400,
@@ -160,6 +172,8 @@ STATUS = {
     UploadTooSlow: 408,
     ServerStorageFull: 507,
     ServerStorageUnavailable: 503,
+    UrlNotAllowed: 400,
+    UrlFetchFailed: 422,
 }
 
 

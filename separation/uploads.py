@@ -71,13 +71,17 @@ def upload_fingerprint(*, uploaded_file, options: JobOptions) -> str:
     return digest.hexdigest()
 
 
+def too_long() -> BadDuration:
+    return BadDuration(f"The song is longer than the {settings.MAX_DURATION_MINUTES}-minute limit.")
+
+
 def audio_measure(*, path: Path) -> engine.AudioInfo:
     """Decode the file whole (stopping just past the longest song allowed) and check its length."""
     limit = settings.MAX_DURATION_MINUTES * 60
     try:
         audio = engine.probe_audio(path, max_seconds=limit)
     except engine.AudioTooLong:
-        raise BadDuration(f"The song is longer than the {settings.MAX_DURATION_MINUTES}-minute limit.") from None
+        raise too_long() from None
     except engine.AudioDecodeError:
         raise NotAudio("This file is not audio we can read. Upload a WAV, MP3, FLAC or OGG file.") from None
     if audio.duration_seconds < MIN_DURATION_SECONDS:
@@ -102,7 +106,7 @@ def upload_accept(*, user, uploaded_file, options: JobOptions, idempotency_key: 
     if user_needs_email_verification(user=user):
         raise EmailNotVerified()
     if uploaded_file is None:
-        raise NoFile("Choose an audio file to upload (form field `file`).")
+        raise NoFile("Choose an audio file to upload (form field `file`) or give its address (`url`).")
     model = job_options_validate(options=options)
     if uploaded_file.size == 0:
         raise EmptyFile("The file is empty.")

@@ -17,6 +17,7 @@ api_urlpatterns = [
     path("upload", api.upload, name="api-upload"),
     path("status/<uuid:job_id>", api.job_status, name="api-status"),
     path("jobs", api.JobListView.as_view(), name="api-jobs"),
+    path("jobs/export", api.jobs_export, name="api-jobs-export"),
     path("download/<uuid:job_id>", api.download, name="api-download"),
     path("download/<uuid:job_id>/<str:stem>", api.download_stem, name="api-download-stem"),
     path("job/<uuid:job_id>", api.delete_job, name="api-job"),

@@ -20,7 +20,8 @@ from separation.services import job_cancel
 from separation.storage_quota import storage_use
 from separation.upload_errors import EmailNotVerified, NotEnoughCredits, UploadRefused
 from separation.upload_gate import upload_request_read, upload_view
-from separation.uploads import JobOptions, upload_accept
+from separation.uploads import JobOptions
+from separation.url_import import upload_accept_source
 
 
 def _job_list_context(request) -> dict:
@@ -62,13 +63,14 @@ def upload(request):
             stems=request.POST.get("stems") or "all",
             output_format=request.POST.get("format") or "wav",
         )
-        return request.FILES.get("file"), options
+        return request.FILES.get("file"), request.POST.get("url", "").strip(), options
 
     try:
-        uploaded_file, options = upload_request_read(request, read_fields=read_fields)
-        job, _ = upload_accept(
+        uploaded_file, url, options = upload_request_read(request, read_fields=read_fields)
+        job, _ = upload_accept_source(
             user=request.user,
             uploaded_file=uploaded_file,
+            url=url,
             options=options,
             idempotency_key=request.POST.get("token", "")[:100],
         )

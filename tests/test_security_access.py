@@ -22,6 +22,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.models import User
+from accounts.services import api_key_create
 from separation.models import Job
 from separation.tasks import separate_next_job
 from tests.audio import tone_bytes
@@ -220,6 +221,12 @@ def _csrf_cases(user: User, job: Job) -> dict[str, tuple]:
         "connection-remove": (True, reverse("connection-remove", kwargs={"connection_id": 1}), {}),
         # The social login buttons ({% provider_login_url %}): a login started from another site.
         "provider_login_url": (False, "/accounts/github/login/?process=login", {}),
+        "api-keys-page": (True, reverse("api-keys-page"), {"name": "csrf"}),
+        "api-key-revoke": (
+            True,
+            reverse("api-key-revoke", kwargs={"key_id": api_key_create(user=user, name="k")[0].pk}),
+            {},
+        ),
         "admin:login": (False, reverse("admin:login"), {"username": user.username, "password": PASSWORD}),
         "webhooks": (True, reverse("webhooks"), {"url": "https://hooks.example.com/new", "events": ["job.failed"]}),
         "webhook-delete": (True, reverse("webhook-delete", kwargs=on_endpoint), {}),
@@ -268,6 +275,8 @@ def test_the_csrf_table_covers_every_form_in_our_templates(user, owners_job):
         "verify-email-resend",
         "connection-remove",
         "provider_login_url",
+        "api-keys-page",
+        "api-key-revoke",
         "admin:login",
         "webhooks",
         "webhook-delete",

@@ -159,7 +159,15 @@ def test_our_pages_the_admin_and_the_api_docs_break_no_policy_in_a_browser(live_
         try:
             for who, paths in [
                 (None, [("/", None), ("/accounts/signup/", None), ("/accounts/login/", None)]),
-                (user, [("/dashboard/", None), (f"/jobs/{job.pk}/", "audio"), ("/credits/", None)]),
+                (
+                    user,
+                    [
+                        ("/dashboard/", None),
+                        (f"/jobs/{job.pk}/", "audio"),
+                        ("/credits/", None),
+                        ("/accounts/keys/", None),
+                    ],
+                ),
                 (
                     staff,
                     [

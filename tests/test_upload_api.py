@@ -209,11 +209,21 @@ def test_it_says_what_is_wrong(user_client, song, settings):
     assert "not audio" in post(user_client, png_bytes(), name="a.mp3").json()["detail"]
 
 
-def test_it_refuses_a_body_that_is_not_multipart(user, user_client, media):
-    response = user_client.post(URL, {"model": "demo"}, format="json")
+def test_it_refuses_a_body_that_is_neither_multipart_nor_json(user, user_client, media):
+    response = user_client.post(URL, "model=demo", content_type="text/plain")
 
     assert response.status_code == 415
     assert response.json()["detail"]
+    assert Job.objects.count() == 0
+    assert charges(user) == 0
+
+
+def test_it_asks_for_a_file_or_a_url_in_a_json_body(user, user_client, media):
+    """JSON is for URL import (tests/test_url_import.py); without `url` there is no song."""
+    response = user_client.post(URL, {"model": "demo"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "no_file"
     assert Job.objects.count() == 0
     assert charges(user) == 0
 
