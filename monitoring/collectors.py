@@ -1,5 +1,5 @@
-"""A prometheus-client collector over the database: jobs by state and model, the queue, and the
-ledger's totals (credits sold, spent, refunded...). Read at each scrape, so the figures are the
+"""A prometheus-client collector over the database: jobs by state and model, the queue, the
+ledger's totals (credits sold, spent, refunded...) and webhook deliveries. Read at each scrape, so the figures are the
 whole fleet's and survive restarts; the ledger only grows, so its totals are counters."""
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -41,3 +41,21 @@ class DatabaseCollector(Collector):
             credits.add_metric([kind], float(amount))
         yield rows
         yield credits
+
+        deliveries = GaugeMetricFamily(
+            "stemfold_webhook_deliveries", "Webhook deliveries by status and event.", labels=["status", "event"]
+        )
+        for delivery_status, event, count in selectors.webhook_deliveries_by_status_and_event():
+            deliveries.add_metric([delivery_status, event], count)
+        yield deliveries
+        attempts = CounterMetricFamily(
+            "stemfold_webhook_attempts", "Webhook delivery attempts by outcome.", labels=["outcome"]
+        )
+        for outcome, count in selectors.webhook_attempts_by_outcome().items():
+            attempts.add_metric([outcome], count)
+        yield attempts
+        yield GaugeMetricFamily(
+            "stemfold_webhook_endpoints_disabled",
+            "Endpoints disabled for failing too long.",
+            value=selectors.webhook_endpoints_disabled(),
+        )

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from credits.models import CreditTransaction
 from separation.models import Job
+from webhooks.models import Attempt, Delivery, Endpoint
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,18 @@ def ledger_totals_by_kind() -> list[tuple[str, int, object]]:
         CreditTransaction.objects.values("kind").annotate(rows=Count("pk"), credits=Sum(Abs("amount"))).order_by("kind")
     )
     return [(row["kind"], row["rows"], row["credits"]) for row in rows]
+
+
+def webhook_deliveries_by_status_and_event() -> list[tuple[str, str, int]]:
+    rows = Delivery.objects.values("status", "event").annotate(count=Count("pk")).order_by("status", "event")
+    return [(row["status"], row["event"], row["count"]) for row in rows]
+
+
+def webhook_attempts_by_outcome() -> dict[str, int]:
+    """Attempts answered 2xx ("delivered") and the others ("failed": an error status, a timeout, a refusal)."""
+    delivered = Attempt.objects.filter(status_code__gte=200, status_code__lt=300).count()
+    return {"delivered": delivered, "failed": Attempt.objects.count() - delivered}
+
+
+def webhook_endpoints_disabled() -> int:
+    return Endpoint.objects.filter(disabled_at__isnull=False).count()

@@ -4,6 +4,7 @@ ledger), request latency by route, and a real worker's own port during an end-to
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from credits.services import credits_admin_grant
@@ -12,6 +13,10 @@ from separation.models import Job
 from separation.services import job_fail
 from tests import e2e
 from tests.jobs import make_job
+from tests.webhook_receiver import Receiver
+from webhooks import services as webhook_services
+from webhooks import tasks as webhook_tasks
+from webhooks.models import Delivery
 
 TOKEN = "scrape-me-0123456789"
 
@@ -122,3 +127,27 @@ def test_it_answers_during_an_end_to_end_job_and_the_worker_serves_its_own(
     assert worker[rate] == 1
     assert worker[("stemfold_job_wait_seconds_count", ())] == 1
     assert worker[("stemfold_worker_heartbeat_timestamp_seconds", ())] > 0
+
+
+@pytest.mark.django_db
+def test_it_counts_webhook_deliveries_and_their_attempts(client, metrics_on, user, media, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # the receiver is on loopback
+    receiver = Receiver().start()
+    try:
+        webhook_services.endpoint_create(user=user, url=receiver.url, events=["job.failed"])
+        job = make_job(user)
+        job_fail(job_id=job.pk, error="It broke.")
+        receiver.stop()  # the first attempt finds nobody
+        webhook_tasks.job_finished(str(job.pk))
+        receiver.start()
+        Delivery.objects.update(next_attempt_at=timezone.now())
+        webhook_tasks.deliveries_send_due()
+    finally:
+        receiver.stop()
+
+    figures = scrape(client)
+
+    assert figures[("stemfold_webhook_deliveries", (("event", "job.failed"), ("status", "SUCCEEDED")))] == 1
+    assert figures[("stemfold_webhook_attempts_total", (("outcome", "delivered"),))] == 1
+    assert figures[("stemfold_webhook_attempts_total", (("outcome", "failed"),))] == 1
+    assert figures[("stemfold_webhook_endpoints_disabled", ())] == 0
