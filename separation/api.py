@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from separation.catalog import default_model_name, models_list
 from separation.downloads import file_response
 from separation.models import Job
+from separation.previews import preview_full_song
 from separation.scheduling import job_queue_positions
 from separation.selectors import job_get_for_user, job_list_for_user
 from separation.services import job_cancel
@@ -55,6 +56,10 @@ class JobOutput(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField()
+    preview = serializers.BooleanField(source="is_preview", help_text="A free preview of a 30-second excerpt")
+    full_song_job_id = serializers.UUIDField(
+        allow_null=True, help_text="For a preview: the paid job of its whole song, once made"
+    )
     queue_position = serializers.SerializerMethodField(
         help_text="While the job waits, its place in the queue (1: it starts next); otherwise null"
     )
@@ -95,6 +100,8 @@ class JobOutput(serializers.Serializer):
             "started_at": None if job.started_at is None else _TIME.to_representation(job.started_at),
             "finished_at": None if job.finished_at is None else _TIME.to_representation(job.finished_at),
             "error": str(job.error),
+            "preview": bool(job.is_preview),
+            "full_song_job_id": None if job.full_song_job_id is None else str(job.full_song_job_id),
             "queue_position": self.context.get("queue_positions", {}).get(job.pk),
             "download_url": download_url if job.zip_file else None,
             "stem_files": [{"name": name, "url": f"{download_url}/{quote(name, safe=PATH_SAFE)}"} for name in names],
@@ -113,6 +120,16 @@ class UploadInput(serializers.Serializer):
     model = serializers.CharField(required=False, help_text="A model name from /api/models")
     stems = serializers.CharField(required=False, default="all", help_text="all, or one stem for two-stem mode")
     format = serializers.ChoiceField(choices=Job.Format.values, required=False, default="wav")
+    preview = serializers.BooleanField(
+        required=False, default=False, help_text="Separate a free 30-second excerpt (PREVIEWS_PER_DAY a day)"
+    )
+    preview_start = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        help_text="Where the preview's excerpt starts, in seconds; by default the song's most energetic 30 seconds",
+    )
 
 
 class RefusalOutput(serializers.Serializer):
@@ -162,7 +179,10 @@ def models(request):
         409: OpenApiResponse(RefusalOutput, description="Storage quota full, or an Idempotency-Key reused"),
         413: OpenApiResponse(RefusalOutput, description="Over MAX_UPLOAD_MB"),
         415: OpenApiResponse(RefusalOutput, description="Not audio we can read"),
-        429: OpenApiResponse(RefusalOutput, description="Uploading too often (THROTTLE_UPLOAD); see Retry-After"),
+        429: OpenApiResponse(
+            RefusalOutput,
+            description="Uploading too often (THROTTLE_UPLOAD; see Retry-After), or no free preview left today",
+        ),
         503: OpenApiResponse(RefusalOutput, description="The queue is unavailable; the charge was refunded"),
         507: OpenApiResponse(RefusalOutput, description="The server's disk is full; nothing was stored or charged"),
     },
@@ -183,6 +203,8 @@ def upload(request):
             model=fields.get("model") or default_model_name(models_list()),
             stems=fields["stems"],
             output_format=fields["format"],
+            preview=fields["preview"],
+            preview_start=fields["preview_start"] if fields["preview"] else None,
         )
         return fields["file"], options
 
@@ -202,6 +224,34 @@ def upload(request):
         )
     if not created:  # an earlier job for this Idempotency-Key; job_create set the balance of a new one
         request.user.refresh_from_db(fields=["credits"])
+    output = {"job_id": job.pk, "status": job.status, "cost": job.cost, "credits_remaining": request.user.credits}
+    return Response(UploadOutput(output).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+@extend_schema(
+    request=None,
+    responses={
+        202: UploadOutput,
+        200: OpenApiResponse(UploadOutput, description="The full song's job, made before"),
+        402: OpenApiResponse(RefusalOutput, description="Not enough credits: {detail, code, credits, cost}"),
+        409: OpenApiResponse(RefusalOutput, description="Not a preview, its song deleted, or the storage quota full"),
+    },
+    tags=["separation"],
+)
+@api_view(["POST"])
+def full_song(request, job_id):
+    """Separate the whole song of a free preview, charged like an upload of it, without uploading
+    it again (once per preview: asking again returns the same job)."""
+    preview = job_get_for_user(user=request.user, job_id=job_id)
+    try:
+        job, created = preview_full_song(preview=preview)
+    except UploadRefused as refused:
+        return Response(
+            upload_refusal_payload(refused),
+            status=upload_refusal_status(refused),
+            headers=upload_refusal_headers(refused),
+        )
+    request.user.refresh_from_db(fields=["credits"])
     output = {"job_id": job.pk, "status": job.status, "cost": job.cost, "credits_remaining": request.user.credits}
     return Response(UploadOutput(output).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 

@@ -63,6 +63,7 @@ def test_the_policy_allows_only_our_origin_and_stripe_checkout_for_forms():
     assert directives == {
         "default-src": "'self'",
         "img-src": "'self' data:",
+        "media-src": "'self' blob:",
         "script-src": "'self'",
         "style-src": "'self'",
         "object-src": "'none'",

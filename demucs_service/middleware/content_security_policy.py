@@ -1,7 +1,11 @@
 """Content-Security-Policy on every response.
 
 Our pages load scripts, styles and images from our own origin only (no inline scripts, no
-inline styles), so the policy allows 'self' and nothing else. Two exceptions:
+inline styles), so the policy allows 'self' and nothing else. Three exceptions:
+
+- media-src also allows blob: URLs: the dashboard measures a chosen song's length in the browser
+  (an <audio> element on the file's object URL) to show its price before it is uploaded. A blob:
+  URL only names data the page itself already holds.
 
 - form-action also allows Stripe Checkout: the credits page posts to our own /credits/buy/,
   which answers 303 to checkout.stripe.com, and Chromium checks form-action on every redirect
@@ -19,6 +23,7 @@ STRIPE_CHECKOUT = "https://checkout.stripe.com"
 _BASE = {
     "default-src": "'self'",
     "img-src": "'self' data:",
+    "media-src": "'self' blob:",
     "script-src": "'self'",
     "style-src": "'self'",
     "object-src": "'none'",
