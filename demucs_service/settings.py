@@ -43,7 +43,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 DATA_DIR = BASE_DIR / env.str("DATA_DIR", default="data")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "demucs_service.admin_site.SiteAdminConfig",  # django.contrib.admin under the product's name
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -156,6 +156,8 @@ ACCOUNT_SESSION_REMEMBER = None
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The site's words over django-allauth's English ("Log in", not "Sign In"): locale/en/LC_MESSAGES.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -23,7 +23,7 @@ from separation.upload_errors import (
     upload_refusal_payload,
     upload_refusal_status,
 )
-from separation.upload_gate import upload_request_read, upload_view
+from separation.upload_gate import upload_gate, upload_request_read, upload_view
 from separation.uploads import JobOptions, upload_accept
 
 
@@ -235,6 +235,7 @@ def upload(request):
         200: OpenApiResponse(UploadOutput, description="The full song's job, made before"),
         402: OpenApiResponse(RefusalOutput, description="Not enough credits: {detail, code, credits, cost}"),
         409: OpenApiResponse(RefusalOutput, description="Not a preview, its song deleted, or the storage quota full"),
+        429: OpenApiResponse(RefusalOutput, description="Uploading too often (THROTTLE_UPLOAD); see Retry-After"),
     },
     tags=["separation"],
 )
@@ -244,6 +245,7 @@ def full_song(request, job_id):
     it again (once per preview: asking again returns the same job)."""
     preview = job_get_for_user(user=request.user, job_id=job_id)
     try:
+        upload_gate(user=request.user, request=request)  # counted as an upload: it decodes a whole song
         job, created = preview_full_song(preview=preview)
     except UploadRefused as refused:
         return Response(

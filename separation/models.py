@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -100,6 +101,13 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def expires_at(self):
+        """When retention deletes the files of a finished job (separation/maintenance.py)."""
+        if self.finished_at is None:
+            return None
+        return self.finished_at + timedelta(days=settings.JOB_RETENTION_DAYS)
 
     @property
     def title(self) -> str:

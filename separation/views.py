@@ -19,17 +19,24 @@ from separation.models import Job
 from separation.previews import preview_full_song
 from separation.queue_estimates import job_queue_estimate
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_get_for_user, job_list_for_user
+from separation.selectors import job_get_for_user, job_list_for_user, jobs_refunded
 from separation.services import job_cancel, previews_used_today
 from separation.storage_quota import storage_use
 from separation.upload_errors import EmailNotVerified, NotEnoughCredits, UploadRefused
-from separation.upload_gate import cheapest_job_cost, upload_request_read, upload_view
+from separation.upload_gate import cheapest_job_cost, upload_gate, upload_request_read, upload_view
 from separation.uploads import JobOptions, upload_accept
 
 
 def _job_list_context(request) -> dict:
     jobs = Paginator(job_list_for_user(user=request.user), 20).get_page(request.GET.get("page"))
-    return {"jobs": jobs, "any_active": any(job.is_active for job in jobs)}
+    refunded = jobs_refunded(jobs=jobs)
+    for job in jobs:
+        job.refunded = job.pk in refunded
+    return {
+        "jobs": jobs,
+        "any_active": any(job.is_active for job in jobs),
+        "retention_days": settings.JOB_RETENTION_DAYS,
+    }
 
 
 @login_required
@@ -46,7 +53,6 @@ def dashboard(request):
         "max_upload_mb": settings.MAX_UPLOAD_MB,
         "max_minutes": settings.MAX_DURATION_MINUTES,
         "storage": storage_use(user=request.user),
-        "retention_days": settings.JOB_RETENTION_DAYS,
         "previews_left": max(0, settings.PREVIEWS_PER_DAY - previews_used_today(user=request.user)),
         "cheapest": cheapest,
         "cannot_pay": cheapest is not None and request.user.credits < cheapest,
@@ -104,6 +110,7 @@ def _preview_start(text: str) -> float | None:
 def full_song(request, job_id):
     preview = job_get_for_user(user=request.user, job_id=job_id)
     try:
+        upload_gate(user=request.user, request=request)  # counted as an upload: it decodes a whole song
         job, _ = preview_full_song(preview=preview)
     except UploadRefused as refused:
         messages.error(request, _refusal_message(refused))
@@ -160,7 +167,11 @@ def delete(request, job_id):
     job_cancel(job=job)
     if was_active:
         refunded = floatformat(job.cost, "-2")
-        messages.success(request, f"Cancelled {job.original_filename}; your {refunded} credit(s) were refunded.")
+        if not job.cost:
+            messages.success(request, f"Cancelled the free preview of {job.original_filename}.")
+        else:
+            credits = f"{refunded} credit was" if job.cost == 1 else f"{refunded} credits were"
+            messages.success(request, f"Cancelled {job.original_filename}; your {credits} refunded.")
     else:
         messages.success(request, f"Deleted the files of {job.original_filename}.")
     return redirect("dashboard")

@@ -221,6 +221,21 @@ def test_it_refuses_the_full_song_to_others_and_of_paid_jobs(user, other_user, u
     assert Job.objects.count() == 2
 
 
+def test_it_counts_the_full_song_against_the_upload_throttle(settings, user_client, song_file):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "upload": "1/hour"},
+    }
+    preview(user_client, song_file)
+    free = Job.objects.get()
+
+    refused = user_client.post(f"/api/jobs/{free.pk}/full-song")
+
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "throttled"
+    assert Job.objects.count() == 1
+
+
 def test_it_charges_nothing_when_the_full_song_cannot_be_paid(user, user_client, song_file):
     preview(user_client, song_file)
     free = Job.objects.get()
