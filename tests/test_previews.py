@@ -271,6 +271,8 @@ def test_it_previews_and_separates_the_full_song_from_the_pages(user, song_file)
     assert free.is_preview and free.preview_start_seconds == pytest.approx(10.0)
     page = client.get(f"/jobs/{free.pk}/").content.decode()
     assert "Separate the full song" in page
+    listed = client.get("/dashboard/").content.decode()
+    assert '<span class="kind">Free preview</span>' in listed and "<div>Free</div>" in listed
 
     made = client.post(f"/jobs/{free.pk}/full-song/")
 
