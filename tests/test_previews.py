@@ -271,6 +271,8 @@ def test_it_previews_and_separates_the_full_song_from_the_pages(user, song_file)
     assert free.is_preview and free.preview_start_seconds == pytest.approx(10.0)
     page = client.get(f"/jobs/{free.pk}/").content.decode()
     assert "Separate the full song" in page
+    assert "30 seconds of the song, from 10 s" in page
+    assert ">Cancel</button>" in page and "Cancel and refund" not in page
     listed = client.get("/dashboard/").content.decode()
     assert '<span class="kind">Free preview</span>' in listed and "<div>Free</div>" in listed
 
