@@ -133,5 +133,7 @@ class JobAdmin(admin.ModelAdmin):
         requeued = sum(job_requeue(job=job) for job in queryset)
         skipped = len(queryset) - requeued
         self.message_user(
-            request, f"Requeued {requeued} job(s); {skipped} were not failed or have no stored input.", messages.SUCCESS
+            request,
+            f"Requeued {requeued} job{pluralize(requeued)}; {skipped} were not failed or have no stored input.",
+            messages.SUCCESS,
         )

@@ -193,7 +193,7 @@ def test_it_requeues_a_failed_job_as_a_free_retry(admin_client, settings, django
     with django_capture_on_commit_callbacks(execute=True):
         response = run_action(admin_client, "requeue", job)
 
-    assert messages_of(response) == ["Requeued 1 job(s); 0 were not failed or have no stored input."]
+    assert messages_of(response) == ["Requeued 1 job; 0 were not failed or have no stored input."]
     job.refresh_from_db()
     assert job.status == Status.PENDING
     # Attempt numbers go on (never reused by a retry): the retry gets JOB_MAX_ATTEMPTS more.
@@ -227,7 +227,7 @@ def test_it_does_not_requeue_a_completed_job_or_one_without_its_input(
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = run_action(admin_client, "requeue", done, gone, pending)
 
-    assert messages_of(response) == ["Requeued 0 job(s); 3 were not failed or have no stored input."]
+    assert messages_of(response) == ["Requeued 0 jobs; 3 were not failed or have no stored input."]
     assert callbacks == []
     assert [Job.objects.get(pk=job.pk).status for job in (done, gone, pending)] == [
         Status.COMPLETED,
