@@ -17,6 +17,9 @@ from credits.models import (
 )
 from credits.shortfalls import payment_shortfall_collect, payment_shortfall_waive
 
+# Characters of a long ledger reference shown in the list (the rest in its tooltip).
+REFERENCE_SHOWN = 24
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Records written only by services: the admin shows them and changes nothing."""
@@ -35,11 +38,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class CreditTransactionAdmin(ReadOnlyAdmin):
     """Read-only: the ledger changes only through credits.services."""
 
-    list_display = ("created_at", "user", "kind", "amount", "balance_after", "description", "reference")
+    list_display = ("created_at", "user", "kind", "amount", "balance_after", "description", "reference_link")
     list_filter = ("kind", "created_at")
     search_fields = ("user__username", "user__email", "reference", "description")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
+
+    @admin.display(description="Reference", ordering="reference")
+    def reference_link(self, obj):
+        """A job's reference links to the job; a long one (a hash, a provider's id) is cut short,
+        whole in its tooltip and searchable in full."""
+        kind, _, rest = obj.reference.partition(":")
+        if kind == "job" and rest:
+            url = reverse("admin:separation_job_change", args=[rest])
+            return format_html('<a href="{}" title="{}">job {}…</a>', url, obj.reference, rest[:8])
+        if len(obj.reference) > REFERENCE_SHOWN:
+            return format_html('<span title="{}">{}…</span>', obj.reference, obj.reference[:REFERENCE_SHOWN])
+        return obj.reference
 
 
 class ShortfallFilter(admin.SimpleListFilter):

@@ -233,12 +233,13 @@ def credits_refund_job(*, job, reason: str, refunded_by=None) -> LedgerPosting |
         SubscriptionUse.objects.filter(job_id=job.pk, released_at__isnull=True).update(released_at=timezone.now())
         return None
     kind = Kind.ADMIN_REFUND if refunded_by is not None else Kind.JOB_REFUND
-    by = f" (by {refunded_by.get_username()})" if refunded_by is not None else ""
+    # The customer reads this line: an operator's refund says "refunded by support", never a staff
+    # member's name (the admin's history records who did it and why).
     return ledger_append(
         user_id=job.user_id,
         amount=job.cost,
         kind=kind,
-        description=f"Refund for {job.original_filename}: {reason}{by}"[:500],
+        description=f"Refund for {job.original_filename}: {reason}"[:500],
         reference=_job_reference(job),
         exclusive_with=(Kind.JOB_REFUND, Kind.ADMIN_REFUND),
     )

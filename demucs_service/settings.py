@@ -52,7 +52,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 DATA_DIR = BASE_DIR / env.str("DATA_DIR", default="data")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "demucs_service.admin_site.SiteAdminConfig",  # django.contrib.admin under the product's name
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -193,6 +193,8 @@ SOCIALACCOUNT_REAUTHENTICATION_REQUIRED = True
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The site's words over django-allauth's English ("Log in", not "Sign In"): locale/en/LC_MESSAGES.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"
@@ -344,6 +346,8 @@ MAX_DURATION_MINUTES = env.int("MAX_DURATION_MINUTES", default=120, minimum=1)
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=2, minimum=1)
 # Jobs of one user separating at once; the rest wait, and waiting jobs are taken round-robin by user.
 MAX_RUNNING_JOBS_PER_USER = env.int("MAX_RUNNING_JOBS_PER_USER", default=2, minimum=1)
+# Free 30-second previews one account may start in 24 hours (0: no previews); they wait behind paid jobs.
+PREVIEWS_PER_DAY = env.int("PREVIEWS_PER_DAY", default=3, minimum=0)
 # What one user may keep stored: uploads, stems and archives, and while a job runs its temporary files.
 STORAGE_QUOTA_MB = env.int("STORAGE_QUOTA_MB", default=10240, minimum=1)
 JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", default=7, minimum=1)

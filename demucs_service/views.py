@@ -24,6 +24,8 @@ def home(request):
             "packs": packs_list(),
             "signup_bonus": settings.SIGNUP_BONUS_CREDITS,
             "bonus_on_verification": settings.EMAIL_VERIFICATION != "none",
+            "retention_days": settings.JOB_RETENTION_DAYS,
+            "previews_per_day": settings.PREVIEWS_PER_DAY,
         },
     )
 

@@ -1,7 +1,10 @@
 from datetime import date, timedelta
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
@@ -31,6 +34,13 @@ def statistics_chart_data(*, days: list[date], signups: SignupStatistics, jobs: 
         ],
         "jobsByModel": [{"label": name, "data": data} for name, data in jobs.per_day_by_model.items()],
     }
+
+
+class RefundForm(forms.Form):
+    reason = forms.CharField(
+        max_length=200,
+        help_text="Why: kept in the job's history for the team; the customer sees “refunded by support”.",
+    )
 
 
 @admin.register(Job)
@@ -85,18 +95,46 @@ class JobAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # the job stays beside its ledger rows; its files go by retention or the owner
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Every field is read-only (the change permission is for the actions): nothing to save.
+        extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.action(description="Refund the selected jobs (once each, through the ledger)", permissions=["change"])
     def refund(self, request, queryset):
-        refunded = sum(job_refund_by_admin(job=job, admin=request.user) for job in queryset)
-        skipped = len(queryset) - refunded
-        self.message_user(
-            request, f"Refunded {refunded} job(s); {skipped} had been refunded already.", messages.SUCCESS
-        )
+        """Asks for a confirmation and a reason first. The customer's ledger says "refunded by
+        support"; who refunded and why is kept in the job's admin history."""
+        form = RefundForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"]
+            refunded = 0
+            for job in queryset:
+                if job_refund_by_admin(job=job, admin=request.user):
+                    refunded += 1
+                    self.log_change(request, job, f"Refunded {job.cost} credits: {reason}")
+            skipped = len(queryset) - refunded
+            self.message_user(
+                request,
+                f"Refunded {refunded} job{pluralize(refunded)}; {skipped} had been refunded already.",
+                messages.SUCCESS,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Refund jobs",
+            "form": form,
+            "jobs": queryset.select_related("user"),
+            "opts": self.model._meta,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/separation/job/refund.html", context)
 
     @admin.action(description="Requeue the selected failed jobs (free retry)", permissions=["change"])
     def requeue(self, request, queryset):
         requeued = sum(job_requeue(job=job) for job in queryset)
         skipped = len(queryset) - requeued
         self.message_user(
-            request, f"Requeued {requeued} job(s); {skipped} were not failed or have no stored input.", messages.SUCCESS
+            request,
+            f"Requeued {requeued} job{pluralize(requeued)}; {skipped} were not failed or have no stored input.",
+            messages.SUCCESS,
         )

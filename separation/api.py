@@ -14,6 +14,7 @@ from demucs_service.csv_export import FETCH_ROWS, FirstRendererNegotiation, csv_
 from separation.catalog import default_model_name, models_list
 from separation.job_files import stored_file_response
 from separation.models import Job
+from separation.previews import preview_full_song
 from separation.scheduling import job_queue_positions
 from separation.selectors import job_export_rows_for_user, job_get_for_user, job_list_for_user
 from separation.services import job_cancel
@@ -23,7 +24,7 @@ from separation.upload_errors import (
     upload_refusal_payload,
     upload_refusal_status,
 )
-from separation.upload_gate import upload_request_read, upload_view
+from separation.upload_gate import upload_gate, upload_request_read, upload_view
 from separation.uploads import JobOptions
 from separation.url_import import upload_accept_source
 from webhooks.services import WebhookRefused, callback_register, callback_url_check
@@ -58,6 +59,10 @@ class JobOutput(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField()
+    preview = serializers.BooleanField(source="is_preview", help_text="A free preview of a 30-second excerpt")
+    full_song_job_id = serializers.UUIDField(
+        allow_null=True, help_text="For a preview: the paid job of its whole song, once made"
+    )
     queue_position = serializers.SerializerMethodField(
         help_text="While the job waits, its place in the queue (1: it starts next); otherwise null"
     )
@@ -101,6 +106,8 @@ class JobOutput(serializers.Serializer):
             "started_at": None if job.started_at is None else _TIME.to_representation(job.started_at),
             "finished_at": None if job.finished_at is None else _TIME.to_representation(job.finished_at),
             "error": str(job.error),
+            "preview": bool(job.is_preview),
+            "full_song_job_id": None if job.full_song_job_id is None else str(job.full_song_job_id),
             "queue_position": self.context.get("queue_positions", {}).get(job.pk),
             "download_url": download_url if job.zip_file else None,
             "stem_files": [{"name": name, "url": f"{download_url}/{quote(name, safe=PATH_SAFE)}"} for name in names],
@@ -132,6 +139,16 @@ class UploadInput(serializers.Serializer):
         max_length=2000,
         help_text="An http(s) URL told when this job ends (job.completed, job.failed, job.cancelled), signed "
         "with the callback_secret of the answer, as webhooks are",
+    )
+    preview = serializers.BooleanField(
+        required=False, default=False, help_text="Separate a free 30-second excerpt (PREVIEWS_PER_DAY a day)"
+    )
+    preview_start = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        help_text="Where the preview's excerpt starts, in seconds; by default the song's most energetic 30 seconds",
     )
 
 
@@ -199,7 +216,10 @@ class UploadUrlInput(serializers.Serializer):
         422: OpenApiResponse(
             RefusalOutput, description="The `url` did not answer with a file (no host, error, timeout)"
         ),
-        429: OpenApiResponse(RefusalOutput, description="Uploading too often (THROTTLE_UPLOAD); see Retry-After"),
+        429: OpenApiResponse(
+            RefusalOutput,
+            description="Uploading too often (THROTTLE_UPLOAD; see Retry-After), or no free preview left today",
+        ),
         503: OpenApiResponse(RefusalOutput, description="The queue is unavailable; the charge was refunded"),
         507: OpenApiResponse(RefusalOutput, description="The server's disk is full; nothing was stored or charged"),
     },
@@ -221,6 +241,8 @@ def upload(request):
             model=fields.get("model") or default_model_name(models_list()),
             stems=fields["stems"],
             output_format=fields["format"],
+            preview=fields["preview"],
+            preview_start=fields["preview_start"] if fields["preview"] else None,
         )
         if fields.get("callback_url"):
             try:
@@ -248,6 +270,36 @@ def upload(request):
         # Right after the job commits, long before its separation can end; a retry with the same
         # Idempotency-Key keeps the first callback (and answers its secret again).
         output["callback_secret"] = callback_register(job=job, url=callback_url).secret
+    return Response(UploadOutput(output).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+@extend_schema(
+    request=None,
+    responses={
+        202: UploadOutput,
+        200: OpenApiResponse(UploadOutput, description="The full song's job, made before"),
+        402: OpenApiResponse(RefusalOutput, description="Not enough credits: {detail, code, credits, cost}"),
+        409: OpenApiResponse(RefusalOutput, description="Not a preview, its song deleted, or the storage quota full"),
+        429: OpenApiResponse(RefusalOutput, description="Uploading too often (THROTTLE_UPLOAD); see Retry-After"),
+    },
+    tags=["separation"],
+)
+@api_view(["POST"])
+def full_song(request, job_id):
+    """Separate the whole song of a free preview, charged like an upload of it, without uploading
+    it again (once per preview: asking again returns the same job)."""
+    preview = job_get_for_user(user=request.user, job_id=job_id)
+    try:
+        upload_gate(user=request.user, request=request)  # counted as an upload: it decodes a whole song
+        job, created = preview_full_song(preview=preview)
+    except UploadRefused as refused:
+        return Response(
+            upload_refusal_payload(refused),
+            status=upload_refusal_status(refused),
+            headers=upload_refusal_headers(refused),
+        )
+    request.user.refresh_from_db(fields=["credits"])
+    output = {"job_id": job.pk, "status": job.status, "cost": job.cost, "credits_remaining": request.user.credits}
     return Response(UploadOutput(output).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 

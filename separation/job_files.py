@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -74,6 +77,32 @@ def stored_file_exists(name: str) -> bool:
     except _bucket_errors():
         logger.warning("Could not check %s in the bucket", name)
         return False
+
+
+def stored_file_size(name: str) -> int:
+    """Bytes stored under `name`; 0 when it is gone."""
+    try:
+        return default_storage.size(name) if name else 0
+    except Exception:  # gone from the disk or the bucket
+        return 0
+
+
+@contextmanager
+def local_copy(name: str) -> Iterator[Path | None]:
+    """A stored file as a local path for as long as the block runs (copied from the bucket to a
+    temporary file, removed after); None when it is not stored."""
+    if not in_bucket():
+        path = local_path(name) if name else None
+        yield path if path is not None and path.is_file() else None
+        return
+    with tempfile.TemporaryDirectory(dir=settings.MEDIA_ROOT if Path(settings.MEDIA_ROOT).is_dir() else None) as folder:
+        path = Path(folder) / Path(name).name
+        try:
+            default_storage.bucket.download_file(_key(name), str(path))
+        except _bucket_errors():
+            yield None
+            return
+        yield path
 
 
 def job_files_remove(job_id) -> None:

@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -61,6 +62,15 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Set when retention (or the owner) deleted the files; the job and its ledger rows stay.
     files_deleted_at = models.DateTimeField(null=True, blank=True)
+    # A free preview separates only an excerpt (its input_file, cut from the decoded song at upload)
+    # and costs nothing; the whole song stays in source_file for "Separate the full song".
+    is_preview = models.BooleanField(default=False)
+    preview_start_seconds = models.FloatField(null=True, blank=True)
+    source_file = models.CharField(max_length=255, blank=True)
+    # The paid job made from this preview's song: at most one per preview.
+    full_song_job = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="preview_of"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -72,7 +82,11 @@ class Job(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="job_progress_at_most_100"),
-            models.CheckConstraint(condition=models.Q(cost__gt=0), name="job_cost_positive"),
+            # Only a preview is free, and a preview is always free.
+            models.CheckConstraint(
+                condition=models.Q(is_preview=False, cost__gt=0) | models.Q(is_preview=True, cost=0),
+                name="job_cost_positive_unless_preview",
+            ),
             models.CheckConstraint(condition=models.Q(storage_bytes__gte=0), name="job_storage_not_negative"),
             models.UniqueConstraint(
                 fields=["user", "idempotency_key"],
@@ -87,6 +101,13 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def expires_at(self):
+        """When retention deletes the files of a finished job (separation/maintenance.py)."""
+        if self.finished_at is None:
+            return None
+        return self.finished_at + timedelta(days=settings.JOB_RETENTION_DAYS)
 
     @property
     def title(self) -> str:

@@ -5,6 +5,7 @@ import logging
 from functools import partial
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -15,6 +16,20 @@ from separation.models import Job
 logger = logging.getLogger(__name__)
 
 TEMPLATES = {Job.Status.COMPLETED: "separation/email/job_completed", Job.Status.FAILED: "separation/email/job_failed"}
+
+
+# Email backends that deliver to people; the console, file and in-memory ones are for development.
+DELIVERING_BACKENDS = ("django.core.mail.backends.smtp.EmailBackend",)
+
+
+def mail_settings_validate() -> None:
+    """Stops a worker from starting in production when it would mail people links it cannot
+    write: job mails link to the job page through SITE_URL."""
+    if not settings.DEBUG and settings.EMAIL_BACKEND in DELIVERING_BACKENDS and not settings.SITE_URL:
+        raise ImproperlyConfigured(
+            "SITE_URL is required for workers that send job mails (EMAIL_URL is set and DEBUG is off): "
+            "set it to this site's address, e.g. SITE_URL=https://stems.example.com"
+        )
 
 
 def _absolute(path: str) -> str:

@@ -6,7 +6,8 @@ takes one claims the fairest startable job, whichever job's arrival queued the t
 startable while its owner runs fewer than MAX_RUNNING_JOBS_PER_USER jobs. Among startable jobs the
 next is the one with the fewest jobs of its owner ahead of it (the owner's running jobs plus its
 earlier waiting ones), then the oldest: round-robin by user, oldest first within a user, so one
-person's fifty uploads never hold back another's single song.
+person's fifty uploads never hold back another's single song. Free previews come after every
+paid job, in the same fair order among themselves.
 
 Tokens are queued when something may have become startable: a job was created or requeued, or a
 running job ended (its owner has a free slot). A token that finds nothing startable is dropped;
@@ -86,14 +87,17 @@ def _owner_last_started():
 
 def waiting_in_fair_order():
     """Waiting jobs in the order they would start, each annotated with `running` (its owner's
-    running jobs) and `turn` (that plus the owner's waiting jobs up to this one). Equal turns go
-    to the owner served longest ago (never: first), then to the older job."""
-    rank = Window(RowNumber(), partition_by=[F("user")], order_by=[F("created_at").asc(), F("id").asc()])
+    running jobs) and `turn` (that plus the owner's waiting jobs up to this one). Free previews
+    wait behind every paid job; equal turns go to the owner served longest ago (never: first),
+    then to the older job."""
+    rank = Window(
+        RowNumber(), partition_by=[F("is_preview"), F("user")], order_by=[F("created_at").asc(), F("id").asc()]
+    )
     return (
         Job.objects.filter(status=Status.PENDING)
         .annotate(running=_running_of_owner(), rank=rank, served=_owner_last_started())
         .annotate(turn=F("rank") + F("running"))
-        .order_by("turn", F("served").asc(nulls_first=True), "created_at", "id")
+        .order_by("is_preview", "turn", F("served").asc(nulls_first=True), "created_at", "id")
     )
 
 

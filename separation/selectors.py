@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 
+from credits.models import CreditTransaction
 from separation.job_files import stored_file_exists
 from separation.models import Job
 
@@ -22,6 +23,16 @@ def job_get_for_user(*, user, job_id) -> Job:
 
 def job_list_for_user(*, user):
     return Job.objects.filter(user=user).order_by("-created_at")
+
+
+def jobs_refunded(*, jobs) -> set:
+    """The ids of those of `jobs` whose charge was given back (automatically or by support): one query."""
+    references = {f"job:{job.pk}": job.pk for job in jobs if job.cost}
+    if not references:
+        return set()
+    kinds = [CreditTransaction.Kind.JOB_REFUND, CreditTransaction.Kind.ADMIN_REFUND]
+    found = CreditTransaction.objects.filter(kind__in=kinds, reference__in=references)
+    return {references[reference] for reference in found.values_list("reference", flat=True)}
 
 
 def completed_jobs_missing_files() -> list[str]:

@@ -9,11 +9,15 @@ Lock order: a job's row, then (inside the ledger service) its owner's row. Nothi
 
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F
@@ -25,7 +29,7 @@ from monitoring import instruments
 from separation import engine
 from separation.catalog import SeparationModel, job_cost
 from separation.filenames import display_filename, storage_extension
-from separation.job_files import in_bucket, job_files_remove, stored_file_exists
+from separation.job_files import in_bucket, job_files_remove, stored_file_exists, stored_file_size
 from separation.models import Job, job_folder
 from separation.notifications import notify_job_finished
 from separation.scheduling import queue_token_enqueue, slot_freed
@@ -33,6 +37,7 @@ from separation.storage_quota import storage_check
 from separation.upload_errors import (
     DISK_FULL,
     NotEnoughCredits,
+    PreviewLimitReached,
     QueueUnavailable,
     ServerStorageFull,
     ServerStorageUnavailable,
@@ -58,6 +63,23 @@ def job_folder_path(job_id) -> Path:
     return Path(settings.MEDIA_ROOT) / job_folder(job_id)
 
 
+@dataclass(frozen=True)
+class PreviewCut:
+    """A free preview's input: the excerpt (a temporary WAV cut from the decoded song) and where
+    in the song it starts."""
+
+    excerpt: Path
+    start_seconds: float
+
+
+class FullSongExists(Exception):
+    """The preview's full song was separated already, as `job_id`."""
+
+    def __init__(self, *, job_id):
+        super().__init__(f"The full song is job {job_id}")
+        self.job_id = job_id
+
+
 def job_create(
     *,
     user,
@@ -69,12 +91,18 @@ def job_create(
     idempotency_key: str = "",
     idempotency_fingerprint: str = "",
     storage_estimate: int = 0,
+    preview: PreviewCut | None = None,
+    full_song_of: Job | None = None,
 ) -> Job | None:
     """Store the upload, then create the job and charge it in one transaction that also holds the
     owner's storage quota, and queue it once committed. None when a concurrent request with the
     same Idempotency-Key created its job first. Raises NotEnoughCredits, StorageQuotaExceeded or
-    ServerStorageFull, with nothing stored or charged."""
-    cost = job_cost(model=model, duration_seconds=audio.duration_seconds)
+    ServerStorageFull, with nothing stored or charged.
+
+    With `preview`, a free preview: the excerpt is its input and the upload is kept as its source
+    (PreviewLimitReached past PREVIEWS_PER_DAY). With `full_song_of`, the paid job of a preview's
+    song, made once per preview (FullSongExists names the one made before)."""
+    cost = Decimal(0) if preview else job_cost(model=model, duration_seconds=audio.duration_seconds)
     user.refresh_from_db(fields=["credits"])
     if user.credits < cost and not subscription_may_cover(user_id=user.pk, seconds=audio.duration_seconds):
         # Checked again under the lock by the charge; this spares storing a file for nothing.
@@ -82,8 +110,14 @@ def job_create(
 
     job_id = uuid.uuid4()
     filename = display_filename(uploaded_file.name or "")
+    source = ""
     try:
-        stored = default_storage.save(f"{job_folder(job_id)}/input{storage_extension(filename)}", uploaded_file)
+        if preview is not None:
+            source = default_storage.save(f"{job_folder(job_id)}/source{storage_extension(filename)}", uploaded_file)
+            with open(preview.excerpt, "rb") as excerpt:
+                stored = default_storage.save(f"{job_folder(job_id)}/input.wav", File(excerpt))
+        else:
+            stored = default_storage.save(f"{job_folder(job_id)}/input{storage_extension(filename)}", uploaded_file)
     except Exception as error:
         job_files_remove(job_id)  # what a full disk or a failed transfer left half-written
         if isinstance(error, OSError) and error.errno in DISK_FULL:
@@ -96,7 +130,13 @@ def job_create(
     try:
         with transaction.atomic():
             # The owner's row first, as the ledger locks it: concurrent uploads see each other's bytes.
+            if full_song_of is not None:  # the preview's row before the owner's, as everywhere
+                made = Job.objects.select_for_update().values_list("full_song_job", flat=True).get(pk=full_song_of.pk)
+                if made is not None:
+                    raise FullSongExists(job_id=made)
             get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+            if preview is not None:
+                _preview_limit_check(user=user)
             storage_check(user=user, needed=storage_estimate)
             job = Job.objects.create(
                 id=job_id,
@@ -112,8 +152,13 @@ def job_create(
                 idempotency_fingerprint=idempotency_fingerprint,
                 attempt_budget=settings.JOB_MAX_ATTEMPTS,
                 storage_bytes=storage_estimate,
+                is_preview=preview is not None,
+                preview_start_seconds=preview.start_seconds if preview else None,
+                source_file=source,
             )
-            charge = job_charge_or_cover(job=job)
+            balance = job_charge_or_cover(job=job).transaction.balance_after if cost else None
+            if full_song_of is not None:
+                Job.objects.filter(pk=full_song_of.pk).update(full_song_job=job)
             transaction.on_commit(partial(_job_enqueue_or_fail, job.pk))
     except InsufficientCredits as short:
         job_files_remove(job_id)
@@ -128,8 +173,21 @@ def job_create(
         raise
     # The balance the charge left, so the answer needs no query after the commit (the database
     # may be gone by then; the job is charged and must be answered as accepted).
-    user.credits = charge.transaction.balance_after
+    if balance is not None:
+        user.credits = balance
     return job
+
+
+def previews_used_today(*, user) -> int:
+    """Free previews `user` started in the last 24 hours (cancelled and failed ones count too)."""
+    since = timezone.now() - timedelta(days=1)
+    return Job.objects.filter(user=user, is_preview=True, created_at__gte=since).count()
+
+
+def _preview_limit_check(*, user) -> None:
+    # Under the owner's lock: concurrent previews of one account count each other.
+    if previews_used_today(user=user) >= settings.PREVIEWS_PER_DAY:
+        raise PreviewLimitReached(limit=settings.PREVIEWS_PER_DAY)
 
 
 def job_enqueue(*, job_id) -> None:
@@ -201,7 +259,8 @@ def job_fail(*, job_id, error: str, attempt: int | None = None) -> Job | None:
         job.finished_at = timezone.now()
         job.storage_bytes = _input_bytes(job)
         job.save(update_fields=["status", "error", "finished_at", "storage_bytes"])
-        credits_refund_job(job=job, reason="the separation failed")
+        if job.cost:  # a free preview has nothing to give back
+            credits_refund_job(job=job, reason="the separation failed")
         if was_running:
             slot_freed()
     notify_job_finished(job_id=job.pk)  # after the commit; a mail failure never undoes the refund
@@ -210,10 +269,8 @@ def job_fail(*, job_id, error: str, attempt: int | None = None) -> Job | None:
 
 
 def _input_bytes(job: Job) -> int:
-    try:
-        return default_storage.size(job.input_file) if job.input_file else 0
-    except Exception:  # gone from the disk or the bucket
-        return 0
+    """The upload's bytes, and a preview's whole song."""
+    return sum(stored_file_size(name) for name in (job.input_file, job.source_file) if name)
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -228,7 +285,8 @@ def job_cancel(*, job: Job) -> Job:
             job.error = "Cancelled."
             job.finished_at = timezone.now()
             job.save(update_fields=["status", "error", "finished_at"])
-            credits_refund_job(job=job, reason="cancelled")
+            if job.cost:  # a free preview has nothing to give back
+                credits_refund_job(job=job, reason="cancelled")
             webhooks_job_finished(job_id=job.pk)
     job_delete_files(job=job)
     return job
@@ -237,7 +295,7 @@ def job_cancel(*, job: Job) -> Job:
 def job_delete_files(*, job: Job) -> None:
     # The row first: a download from now on gets 410, never a file vanishing under it.
     Job.objects.filter(pk=job.pk).update(
-        stems=[], zip_file="", input_file="", files_deleted_at=timezone.now(), storage_bytes=0
+        stems=[], zip_file="", input_file="", source_file="", files_deleted_at=timezone.now(), storage_bytes=0
     )
     job_files_remove(job.pk)
     job.refresh_from_db()
@@ -245,6 +303,8 @@ def job_delete_files(*, job: Job) -> None:
 
 def job_refund_by_admin(*, job: Job, admin) -> bool:
     """An operator's refund; False when the job had been refunded already."""
+    if not job.cost:  # a free preview
+        return False
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         refund = credits_refund_job(job=job, reason="refunded by support", refunded_by=admin)

@@ -156,6 +156,28 @@ class UrlFetchFailed(UploadRefused):
     code = "url_fetch_failed"
 
 
+class PreviewLimitReached(UploadRefused):
+    """PREVIEWS_PER_DAY free previews in the last 24 hours already."""
+
+    code = "preview_limit_reached"
+
+    def __init__(self, *, limit: int):
+        if limit == 0:
+            message = "Free previews are not offered on this server."
+        else:
+            message = (
+                f"You have used your {limit} free preview{'s' if limit != 1 else ''} of the last 24 hours. "
+                "Separate the full song, or try a preview again tomorrow."
+            )
+        super().__init__(message, limit=limit)
+
+
+class NotAPreview(UploadRefused):
+    """ "Separate the full song" asked of a job that is no preview, or whose song is gone."""
+
+    code = "not_a_preview"
+
+
 STATUS = {
     NoFile: 400,
     EmptyFile: 400,
@@ -168,6 +190,8 @@ STATUS = {
     StorageQuotaExceeded: 409,
     IdempotencyKeyReused: 409,
     UploadsThrottled: 429,
+    PreviewLimitReached: 429,
+    NotAPreview: 409,
     QueueUnavailable: 503,
     UploadTooSlow: 408,
     ServerStorageFull: 507,

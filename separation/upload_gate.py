@@ -1,6 +1,6 @@
 """What is checked before an upload's body is stored: the address is verified, the user is not
-uploading too often, can pay for the cheapest job and has room left. A refused upload's file is
-never written anywhere, not even to a temporary file.
+uploading too often, can pay for the cheapest job (or has a free preview left) and has room left.
+A refused upload's file is never written anywhere, not even to a temporary file.
 
 The body of a form may be parsed before the view runs (the CSRF check reads the form's token, and
 DRF parses on first access to `request.data`), so the gate runs inside the upload handler, which
@@ -22,6 +22,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from accounts.selectors import user_needs_email_verification
 from credits.subscriptions import subscription_covering
 from separation.catalog import job_cost, models_list
+from separation.services import previews_used_today
 from separation.storage_quota import storage_check
 from separation.upload_errors import (
     DISK_FULL,
@@ -89,7 +90,14 @@ def upload_gate(*, user, request) -> None:
     if not allowed:
         raise UploadsThrottled(retry_after=max(1, int(throttle.wait() or 1)))
     cheapest = cheapest_job_cost()
-    if cheapest is not None and user.credits < cheapest and subscription_covering(user_id=user.pk) is None:
+    # The form's fields (preview=true among them) are not read yet: an account with a free preview
+    # left goes on, and a paid upload it cannot pay for is refused once the fields are parsed.
+    if (
+        cheapest is not None
+        and user.credits < cheapest
+        and subscription_covering(user_id=user.pk) is None
+        and previews_used_today(user=user) >= settings.PREVIEWS_PER_DAY
+    ):
         raise NotEnoughCredits(
             balance=user.credits,
             required=cheapest,

@@ -10,6 +10,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/status/", views.job_status_partial, name="job-status-partial"),
     path("jobs/<uuid:job_id>/waveform/<str:stem>.png", views.waveform, name="job-waveform"),
     path("jobs/<uuid:job_id>/delete/", views.delete, name="job-delete"),
+    path("jobs/<uuid:job_id>/full-song/", views.full_song, name="job-full-song"),
 ]
 
 api_urlpatterns = [
@@ -21,4 +22,5 @@ api_urlpatterns = [
     path("download/<uuid:job_id>", api.download, name="api-download"),
     path("download/<uuid:job_id>/<str:stem>", api.download_stem, name="api-download-stem"),
     path("job/<uuid:job_id>", api.delete_job, name="api-job"),
+    path("jobs/<uuid:job_id>/full-song", api.full_song, name="api-full-song"),
 ]

@@ -1,3 +1,4 @@
+import math
 import uuid
 
 from django.conf import settings
@@ -11,28 +12,38 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from separation.catalog import default_model_name, models_list
+from separation.catalog import PRICE_PERIOD_SECONDS, default_model_name, models_list
 from separation.job_files import stored_file_response
 from separation.models import Job
+from separation.previews import preview_full_song
+from separation.queue_estimates import job_queue_estimate
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_get_for_user, job_list_for_user
-from separation.services import job_cancel
+from separation.selectors import job_get_for_user, job_list_for_user, jobs_refunded
+from separation.services import job_cancel, previews_used_today
 from separation.storage_quota import storage_use
 from separation.upload_errors import EmailNotVerified, NotEnoughCredits, UploadRefused
-from separation.upload_gate import upload_request_read, upload_view
+from separation.upload_gate import cheapest_job_cost, upload_gate, upload_request_read, upload_view
 from separation.uploads import JobOptions
 from separation.url_import import upload_accept_source
 
 
 def _job_list_context(request) -> dict:
     jobs = Paginator(job_list_for_user(user=request.user), 20).get_page(request.GET.get("page"))
-    return {"jobs": jobs, "any_active": any(job.is_active for job in jobs)}
+    refunded = jobs_refunded(jobs=jobs)
+    for job in jobs:
+        job.refunded = job.pk in refunded
+    return {
+        "jobs": jobs,
+        "any_active": any(job.is_active for job in jobs),
+        "retention_days": settings.JOB_RETENTION_DAYS,
+    }
 
 
 @login_required
 def dashboard(request):
     available = models_list()
     installed = [model for model in available if model.installed]
+    cheapest = cheapest_job_cost()
     context = {
         "models": installed,
         "stem_choices": list(dict.fromkeys(stem for model in installed for stem in model.stems)),
@@ -42,7 +53,10 @@ def dashboard(request):
         "max_upload_mb": settings.MAX_UPLOAD_MB,
         "max_minutes": settings.MAX_DURATION_MINUTES,
         "storage": storage_use(user=request.user),
-        "retention_days": settings.JOB_RETENTION_DAYS,
+        "previews_left": max(0, settings.PREVIEWS_PER_DAY - previews_used_today(user=request.user)),
+        "cheapest": cheapest,
+        "cannot_pay": cheapest is not None and request.user.credits < cheapest,
+        "price_period": PRICE_PERIOD_SECONDS,
         **_job_list_context(request),
     }
     return render(request, "separation/dashboard.html", context)
@@ -62,6 +76,8 @@ def upload(request):
             model=request.POST.get("model") or default_model_name(models_list()),
             stems=request.POST.get("stems") or "all",
             output_format=request.POST.get("format") or "wav",
+            preview=request.POST.get("preview") == "on",
+            preview_start=_preview_start(request.POST.get("preview_start", "")),
         )
         return request.FILES.get("file"), request.POST.get("url", "").strip(), options
 
@@ -80,6 +96,29 @@ def upload(request):
     return redirect("job", job_id=job.pk)
 
 
+def _preview_start(text: str) -> float | None:
+    """The form's start of a preview, "m:ss" or seconds; empty (or unreadable): the loudest part."""
+    minutes, _, seconds = text.strip().rpartition(":")
+    try:
+        value = float(minutes or 0) * 60 + float(seconds)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+@login_required
+@require_POST
+def full_song(request, job_id):
+    preview = job_get_for_user(user=request.user, job_id=job_id)
+    try:
+        upload_gate(user=request.user, request=request)  # counted as an upload: it decodes a whole song
+        job, _ = preview_full_song(preview=preview)
+    except UploadRefused as refused:
+        messages.error(request, _refusal_message(refused))
+        return redirect("job", job_id=preview.pk)
+    return redirect("job", job_id=job.pk)
+
+
 def _refusal_message(refused: UploadRefused):
     """The API's sentence, with a way out where the page offers one."""
     if isinstance(refused, NotEnoughCredits):
@@ -94,7 +133,11 @@ def _refusal_message(refused: UploadRefused):
 
 def _job_context(request, job_id) -> dict:
     job = job_get_for_user(user=request.user, job_id=job_id)
-    return {"job": job, "queue_position": job_queue_positions(jobs=[job]).get(job.pk)}
+    return {
+        "job": job,
+        "queue_position": job_queue_positions(jobs=[job]).get(job.pk),
+        "estimate": job_queue_estimate(job=job),
+    }
 
 
 @login_required
@@ -123,7 +166,11 @@ def delete(request, job_id):
     job_cancel(job=job)
     if was_active:
         refunded = floatformat(job.cost, "-2")
-        messages.success(request, f"Cancelled {job.original_filename}; your {refunded} credit(s) were refunded.")
+        if not job.cost:
+            messages.success(request, f"Cancelled the free preview of {job.original_filename}.")
+        else:
+            credits = f"{refunded} credit was" if job.cost == 1 else f"{refunded} credits were"
+            messages.success(request, f"Cancelled {job.original_filename}; your {credits} refunded.")
     else:
         messages.success(request, f"Deleted the files of {job.original_filename}.")
     return redirect("dashboard")

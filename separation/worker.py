@@ -155,7 +155,9 @@ def job_run(*, job: Job) -> None:
             attempt=job.attempts,
             stems=stems,
             zip_file=str(result.zip_path.relative_to(media)),
-            storage_bytes=folder_bytes(output_dir) + _file_bytes(input_path),
+            storage_bytes=folder_bytes(output_dir)
+            + _file_bytes(input_path)
+            + (job_files.stored_file_size(job.source_file) if job.source_file else 0),
         )
     )
     if not completed:

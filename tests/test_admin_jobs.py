@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.models import LogEntry
 from django.utils import timezone
 
 from credits.models import CreditTransaction
@@ -12,7 +13,7 @@ from credits.selectors import ledger_violations
 from separation.models import Job
 from separation.scheduling import job_claim_next
 from separation.services import job_complete, job_fail
-from tests.conftest import balance
+from tests.conftest import balance, logged_in
 from tests.factories import UserFactory
 from tests.jobs import make_job, refunds, tokens_queued
 
@@ -34,6 +35,17 @@ def failed_job(user, name="song.wav", error="The separation failed unexpectedly.
 def run_action(client, action, *jobs):
     """Post an admin action and follow its redirect, so its messages are shown (and consumed)."""
     return client.post(JOBS_URL, {"action": action, ACTION_CHECKBOX_NAME: [str(job.pk) for job in jobs]}, follow=True)
+
+
+def run_action_page(client, action, *jobs):
+    """Post an admin action that answers with a page of its own (a confirmation)."""
+    return client.post(JOBS_URL, {"action": action, ACTION_CHECKBOX_NAME: [str(job.pk) for job in jobs]})
+
+
+def refund_action(client, *jobs, reason="The song was not separated well"):
+    """The refund action confirmed with a reason, as its confirmation page posts it."""
+    data = {"action": "refund", "apply": "1", "reason": reason, ACTION_CHECKBOX_NAME: [str(job.pk) for job in jobs]}
+    return client.post(JOBS_URL, data, follow=True)
 
 
 def messages_of(response) -> list[str]:
@@ -107,19 +119,19 @@ def test_it_refunds_a_job_through_the_ledger_once(admin_client, admin_user):
     job = make_job(user, "Paid Song.wav")
     assert balance(user) == start - job.cost
 
-    first = run_action(admin_client, "refund", job)
+    first = refund_action(admin_client, job)
 
     assert first.status_code == 200
-    assert messages_of(first) == ["Refunded 1 job(s); 0 had been refunded already."]
+    assert messages_of(first) == ["Refunded 1 job; 0 had been refunded already."]
     refund = refunds(job).get()
     assert refund.kind == Kind.ADMIN_REFUND
     assert refund.amount == job.cost
-    assert "Paid Song.wav" in refund.description and "(by boss)" in refund.description
+    assert refund.description == "Refund for Paid Song.wav: refunded by support"
     assert balance(user) == start
 
-    second = run_action(admin_client, "refund", job)
+    second = refund_action(admin_client, job)
 
-    assert messages_of(second) == ["Refunded 0 job(s); 1 had been refunded already."]
+    assert messages_of(second) == ["Refunded 0 jobs; 1 had been refunded already."]
     assert refunds(job).count() == 1
     assert balance(user) == start
     assert ledger_violations() == []
@@ -132,13 +144,40 @@ def test_it_does_not_refund_again_a_job_that_failed_with_its_automatic_refund(ad
     broken = failed_job(user)
     charged = make_job(other)
 
-    response = run_action(admin_client, "refund", broken, charged)
+    response = refund_action(admin_client, broken, charged)
 
-    assert messages_of(response) == ["Refunded 1 job(s); 1 had been refunded already."]
+    assert messages_of(response) == ["Refunded 1 job; 1 had been refunded already."]
     assert list(refunds(broken).values_list("kind", flat=True)) == [Kind.JOB_REFUND]
     assert list(refunds(charged).values_list("kind", flat=True)) == [Kind.ADMIN_REFUND]
     assert balance(user) == start
     assert ledger_violations() == []
+
+
+def test_it_asks_for_a_confirmation_and_a_reason_before_refunding(admin_client):
+    job = make_job(UserFactory(), "Asked.wav")
+
+    asked = run_action_page(admin_client, "refund", job)
+    no_reason = refund_action(admin_client, job, reason="")
+
+    for page in (asked, no_reason):
+        assert page.status_code == 200
+        assert "Refund jobs" in page.content.decode() and "Asked.wav" in page.content.decode()
+    assert "This field is required." in no_reason.content.decode()
+    assert not refunds(job).exists()
+
+
+def test_it_keeps_who_refunded_and_why_from_the_customer(admin_client, admin_user):
+    user = UserFactory()
+    job = make_job(user, "Kept.wav")
+
+    refund_action(admin_client, job, reason="Customer wrote in: silence")
+
+    entry = LogEntry.objects.get(object_id=str(job.pk))
+    assert entry.user == admin_user
+    assert entry.get_change_message() == "Refunded 1.00 credits: Customer wrote in: silence"
+    ledger = logged_in(user).get("/credits/").content.decode()
+    assert "refunded by support" in ledger
+    assert admin_user.username not in ledger and "Customer wrote in" not in ledger
 
 
 # --- requeue --------------------------------------------------------------------------
@@ -154,7 +193,7 @@ def test_it_requeues_a_failed_job_as_a_free_retry(admin_client, settings, django
     with django_capture_on_commit_callbacks(execute=True):
         response = run_action(admin_client, "requeue", job)
 
-    assert messages_of(response) == ["Requeued 1 job(s); 0 were not failed or have no stored input."]
+    assert messages_of(response) == ["Requeued 1 job; 0 were not failed or have no stored input."]
     job.refresh_from_db()
     assert job.status == Status.PENDING
     # Attempt numbers go on (never reused by a retry): the retry gets JOB_MAX_ATTEMPTS more.
@@ -188,7 +227,7 @@ def test_it_does_not_requeue_a_completed_job_or_one_without_its_input(
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = run_action(admin_client, "requeue", done, gone, pending)
 
-    assert messages_of(response) == ["Requeued 0 job(s); 3 were not failed or have no stored input."]
+    assert messages_of(response) == ["Requeued 0 jobs; 3 were not failed or have no stored input."]
     assert callbacks == []
     assert [Job.objects.get(pk=job.pk).status for job in (done, gone, pending)] == [
         Status.COMPLETED,

@@ -69,7 +69,8 @@ def test_it_reports_a_waiting_job(user_client, song):
     body = response.json()
     assert set(body) == {
         "job_id", "status", "progress", "filename", "model", "stems", "format", "cost", "duration_seconds",
-        "created_at", "started_at", "finished_at", "error", "queue_position", "download_url", "stem_files",
+        "created_at", "started_at", "finished_at", "error", "preview", "full_song_job_id", "queue_position",
+        "download_url", "stem_files",
     }  # fmt: skip
     assert body["job_id"] == str(job.pk)
     assert (body["status"], body["progress"], body["error"]) == ("PENDING", 0, "")

@@ -233,7 +233,7 @@ def test_it_lets_pages_load_stems_from_the_bucket_and_nowhere_else(settings):
     directives = dict(part.split(" ", 1) for part in content_security_policy().split("; "))
 
     assert bucket_origin() == "https://minio.example.net:9000"
-    assert directives["media-src"] == "'self' https://minio.example.net:9000"
+    assert directives["media-src"] == "'self' blob: https://minio.example.net:9000"
     assert directives["img-src"] == "'self' data: https://minio.example.net:9000"
     assert directives["script-src"] == "'self'"
     settings.STORAGE_BACKEND = "local"

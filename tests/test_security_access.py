@@ -218,6 +218,7 @@ def _csrf_cases(user: User, job: Job) -> dict[str, tuple]:
         "subscription-manage": (True, reverse("subscription-manage"), {}),
         "upload": (True, reverse("upload"), {"file": SimpleUploadedFile("song.wav", tone_bytes()), "model": "demo"}),
         "job-delete": (True, reverse("job-delete", kwargs={"job_id": job.pk}), {}),
+        "job-full-song": (True, reverse("job-full-song", kwargs={"job_id": job.pk}), {}),
         "profile": (True, reverse("profile"), {"email_on_job_finished": ""}),
         "verify-email-resend": (True, reverse("verify-email-resend"), {}),
         "connection-remove": (True, reverse("connection-remove", kwargs={"connection_id": 1}), {}),
@@ -252,11 +253,12 @@ def test_the_csrf_table_covers_every_form_in_our_templates(user, owners_job):
     cases = _csrf_cases(user, owners_job)
     missing = {name for name in _form_actions_in_our_templates() if not name.startswith("(same page)")} - set(cases)
     assert not missing
-    # grant_credits.html and waive_shortfall.html post to themselves: admin pages, covered by the
-    # admin's own CSRF (and staff; tests/test_admin_shortfalls.py posts one without its token).
+    # grant_credits.html, waive_shortfall.html and refund.html post to themselves: admin pages,
+    # covered by the admin's own CSRF (and staff; tests/test_admin_shortfalls.py posts one without its token).
     assert {name for name in _form_actions_in_our_templates() if name.startswith("(same page)")} <= {
         "(same page) grant_credits.html",
         "(same page) waive_shortfall.html",
+        "(same page) refund.html",
     }
 
 
@@ -275,6 +277,7 @@ def test_the_csrf_table_covers_every_form_in_our_templates(user, owners_job):
         "subscription-manage",
         "upload",
         "job-delete",
+        "job-full-song",
         "profile",
         "verify-email-resend",
         "connection-remove",

@@ -63,6 +63,7 @@ def test_the_policy_allows_only_our_origin_and_the_providers_checkouts_for_forms
     assert directives == {
         "default-src": "'self'",
         "img-src": "'self' data:",
+        "media-src": "'self' blob:",
         "script-src": "'self'",
         "style-src": "'self'",
         "object-src": "'none'",

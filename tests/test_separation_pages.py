@@ -178,7 +178,7 @@ def test_not_enough_credits_links_to_the_credits_page(settings, song, media):
 def test_messages_show_credit_amounts_as_the_rest_of_the_site_does(settings, user, client, song):
     # Pages show amounts with floatformat:"-2": 1, 0, 7.50 (never 1.00).
     cancelled = uploaded(client, song)
-    assert "your 1 credit(s) were refunded" in text(client.post(f"/jobs/{cancelled.pk}/delete/", follow=True))
+    assert "your 1 credit was refunded" in text(client.post(f"/jobs/{cancelled.pk}/delete/", follow=True))
 
     settings.SIGNUP_BONUS_CREDITS = Decimal(0)
     page = text(upload(logged_in(UserFactory()), song, follow=True))

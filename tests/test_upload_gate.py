@@ -28,6 +28,7 @@ def tiny_spool(settings, tmp_path):
 @pytest.fixture
 def poor_user(settings):
     settings.SIGNUP_BONUS_CREDITS = Decimal(0)
+    settings.PREVIEWS_PER_DAY = 0  # an account with a free preview left may send its song (test_previews.py)
     return UserFactory()
 
 

@@ -3,6 +3,9 @@
 Our pages load scripts, styles and images from our own origin only (no inline scripts, no
 inline styles), so the policy allows 'self' and nothing else. The exceptions:
 
+- media-src also allows blob: URLs: the dashboard measures a chosen song's length in the browser
+  (an <audio> element on the file's object URL) to show its price before it is uploaded. A blob:
+  URL only names data the page itself already holds.
 - form-action also allows Stripe Checkout and Square's hosted checkout: the credits page posts
   to our own /credits/buy/, which answers 303 to checkout.stripe.com or a square.link payment
   link (which redirects on to checkout.square.site), and Chromium checks form-action on every
@@ -33,6 +36,7 @@ SQUARE_CHECKOUT = "https://square.link https://*.square.link https://*.square.si
 _BASE = {
     "default-src": "'self'",
     "img-src": "'self' data:",
+    "media-src": "'self' blob:",
     "script-src": "'self'",
     "style-src": "'self'",
     "object-src": "'none'",
@@ -79,7 +83,7 @@ def content_security_policy(*, api_docs: bool = False) -> str:
     bucket = bucket_origin()
     if bucket:
         directives["img-src"] = f"'self' data: {bucket}"
-        directives["media-src"] = f"'self' {bucket}"
+        directives["media-src"] = f"{directives['media-src']} {bucket}"
         directives["connect-src"] = f"'self' {bucket}"
     return _header(directives)
 
