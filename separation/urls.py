@@ -10,6 +10,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/status/", views.job_status_partial, name="job-status-partial"),
     path("jobs/<uuid:job_id>/waveform/<str:stem>.png", views.waveform, name="job-waveform"),
     path("jobs/<uuid:job_id>/delete/", views.delete, name="job-delete"),
+    path("jobs/<uuid:job_id>/mix/", views.mix, name="job-mix"),
 ]
 
 api_urlpatterns = [
@@ -19,5 +20,6 @@ api_urlpatterns = [
     path("jobs", api.JobListView.as_view(), name="api-jobs"),
     path("download/<uuid:job_id>", api.download, name="api-download"),
     path("download/<uuid:job_id>/<str:stem>", api.download_stem, name="api-download-stem"),
+    path("jobs/<uuid:job_id>/mix", api.mix, name="api-mix"),
     path("job/<uuid:job_id>", api.delete_job, name="api-job"),
 ]

@@ -12,8 +12,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from separation.api import MixThrottle, mix_response
 from separation.catalog import default_model_name, models_list
 from separation.downloads import file_response
+from separation.mixdowns import MixRefused
 from separation.models import Job
 from separation.scheduling import job_queue_positions
 from separation.selectors import job_get_for_user, job_list_for_user
@@ -128,3 +130,26 @@ def delete(request, job_id):
     else:
         messages.success(request, f"Deleted the files of {job.original_filename}.")
     return redirect("dashboard")
+
+
+@login_required
+@require_POST
+def mix(request, job_id):
+    """The page's "Download this mix": the mixer's volumes as gain_<stem> fields (a muted stem
+    sends 0), streamed as an attachment; a refusal comes back as a message on the job page."""
+    job = job_get_for_user(user=request.user, job_id=job_id)
+    try:
+        if not MixThrottle().allow_request(request, None):
+            raise MixRefused("You are making mixes too often; please wait a little.", status=429)
+        gains = {}
+        for name in job.stem_names:
+            value = request.POST.get(f"gain_{name}")
+            if value is not None:
+                try:
+                    gains[name] = float(value)
+                except ValueError:
+                    raise MixRefused(f"The gain of {name!r} must be a number.", status=400) from None
+        return mix_response(job, gains, request.POST.get("format") or None)
+    except MixRefused as refused:
+        messages.error(request, str(refused))
+        return redirect("job", job_id=job.pk)
