@@ -1,3 +1,4 @@
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,12 +14,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 
-from separation.catalog import default_model_name, models_list
+from separation.catalog import default_model_name, models_list, stem_label
 from separation.downloads import CONTENT_TYPES, file_response
 from separation.mixdowns import MAX_GAIN, MixRefused, job_mix
 from separation.models import Job
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_get_for_user, job_list_for_user
+from separation.selectors import job_get_for_user, job_list_for_user, job_refunds
 from separation.services import job_cancel
 from separation.upload_errors import (
     UploadRefused,
@@ -42,7 +43,17 @@ class ModelOutput(serializers.Serializer):
 
 class StemOutput(serializers.Serializer):
     name = serializers.CharField()
+    label = serializers.CharField(help_text='For people: "Instrumental (no vocals)" for no_vocals')
     url = serializers.CharField()
+
+
+class AnalysisOutput(serializers.Serializer):
+    bpm = serializers.FloatField(allow_null=True, required=False, help_text="Tempo in beats per minute")
+    tempo_confidence = serializers.FloatField(required=False, help_text="0 to 1")
+    key = serializers.CharField(allow_null=True, required=False, help_text='"C major", "A minor", ...')
+    key_confidence = serializers.FloatField(required=False, help_text="0 to 1")
+    seconds = serializers.FloatField(required=False, help_text="How much of the song was measured")
+    error = serializers.CharField(required=False, help_text="Only when it could not be measured")
 
 
 class JobOutput(serializers.Serializer):
@@ -59,6 +70,12 @@ class JobOutput(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField()
+    refunded = serializers.SerializerMethodField(help_text="Credits given back for this job (cancelled, failed)")
+    expires_at = serializers.SerializerMethodField(help_text="When the files will be deleted; null once they are")
+    files_deleted_at = serializers.DateTimeField(allow_null=True, help_text="When the files were deleted, or null")
+    analysis = serializers.SerializerMethodField(
+        help_text="Tempo and key, measured shortly after completion; null until then"
+    )
     queue_position = serializers.SerializerMethodField(
         help_text="While the job waits, its place in the queue (1: it starts next); otherwise null"
     )
@@ -71,12 +88,28 @@ class JobOutput(serializers.Serializer):
     def get_queue_position(self, job) -> int | None:
         return self.context.get("queue_positions", {}).get(job.pk)
 
+    @extend_schema_field(serializers.DecimalField(max_digits=10, decimal_places=2))
+    def get_refunded(self, job) -> str:
+        return _COST.to_representation(self.context.get("refunds", {}).get(job.pk, Decimal(0)))
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_expires_at(self, job):
+        expires = job.files_expire_at
+        return None if expires is None else _TIME.to_representation(expires)
+
+    @extend_schema_field(AnalysisOutput(allow_null=True))
+    def get_analysis(self, job) -> dict | None:
+        return job.analysis
+
     def get_download_url(self, job) -> str | None:
         return self._url("api-download", job.pk) if job.zip_file else None
 
     @extend_schema_field(StemOutput(many=True))
     def get_stem_files(self, job) -> list[dict]:
-        return [{"name": name, "url": self._url("api-download-stem", job.pk, name)} for name in job.stem_names]
+        return [
+            {"name": name, "label": stem_label(name), "url": self._url("api-download-stem", job.pk, name)}
+            for name in job.stem_names
+        ]
 
     def to_representation(self, job) -> dict:
         """What the declared fields give (tests/test_list_query_counts.py compares the two), written out:
@@ -85,6 +118,7 @@ class JobOutput(serializers.Serializer):
         URLs: a stem's is its job's download URL and /<stem> (the api-download-stem route)."""
         names = job.stem_names
         download_url = self._url("api-download", job.pk) if job.zip_file or names else None
+        expires = job.files_expire_at
         return {
             "job_id": str(job.id),
             "status": str(job.status),
@@ -99,9 +133,16 @@ class JobOutput(serializers.Serializer):
             "started_at": None if job.started_at is None else _TIME.to_representation(job.started_at),
             "finished_at": None if job.finished_at is None else _TIME.to_representation(job.finished_at),
             "error": str(job.error),
+            "refunded": _COST.to_representation(self.context.get("refunds", {}).get(job.pk, Decimal(0))),
+            "expires_at": None if expires is None else _TIME.to_representation(expires),
+            "files_deleted_at": None if job.files_deleted_at is None else _TIME.to_representation(job.files_deleted_at),
+            "analysis": job.analysis,
             "queue_position": self.context.get("queue_positions", {}).get(job.pk),
             "download_url": download_url if job.zip_file else None,
-            "stem_files": [{"name": name, "url": f"{download_url}/{quote(name, safe=PATH_SAFE)}"} for name in names],
+            "stem_files": [
+                {"name": name, "label": stem_label(name), "url": f"{download_url}/{quote(name, safe=PATH_SAFE)}"}
+                for name in names
+            ],
         }
 
 
@@ -215,7 +256,11 @@ def upload(request):
 def job_status(request, job_id):
     """A job's status and progress; once completed, its download URLs."""
     job = job_get_for_user(user=request.user, job_id=job_id)
-    context = {"request": request, "queue_positions": job_queue_positions(jobs=[job])}
+    context = {
+        "request": request,
+        "queue_positions": job_queue_positions(jobs=[job]),
+        "refunds": job_refunds(jobs=[job]),
+    }
     return Response(JobOutput(job, context=context).data)
 
 
@@ -230,7 +275,11 @@ class JobListView(generics.ListAPIView):
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
-        context = {**self.get_serializer_context(), "queue_positions": job_queue_positions(jobs=page)}
+        context = {
+            **self.get_serializer_context(),
+            "queue_positions": job_queue_positions(jobs=page),
+            "refunds": job_refunds(jobs=page),
+        }
         return self.get_paginated_response(JobOutput(page, many=True, context=context).data)
 
 
@@ -279,7 +328,7 @@ def delete_job(request, job_id):
     """Cancel a waiting or running job (refunded), or delete a finished job's files. The job's
     record and its ledger rows stay."""
     job = job_cancel(job=job_get_for_user(user=request.user, job_id=job_id))
-    return Response(JobOutput(job, context={"request": request}).data)
+    return Response(JobOutput(job, context={"request": request, "refunds": job_refunds(jobs=[job])}).data)
 
 
 class MixThrottle(SimpleRateThrottle):

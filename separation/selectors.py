@@ -4,12 +4,13 @@ from datetime import date
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 
+from credits.models import CreditTransaction
 from separation.models import Job
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,21 @@ def job_get_for_user(*, user, job_id) -> Job:
 
 def job_list_for_user(*, user):
     return Job.objects.filter(user=user).order_by("-created_at")
+
+
+def job_refunds(*, jobs) -> dict:
+    """Credits given back for each of `jobs` (automatic and operator refunds), in one query; jobs
+    never refunded are left out."""
+    references = {f"job:{job.pk}": job.pk for job in jobs}
+    rows = (
+        CreditTransaction.objects.filter(
+            reference__in=references, kind__in=[CreditTransaction.Kind.JOB_REFUND, CreditTransaction.Kind.ADMIN_REFUND]
+        )
+        .values("reference")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    return {references[row["reference"]]: row["total"] for row in rows} if references else {}
 
 
 def completed_jobs_missing_files() -> list[str]:

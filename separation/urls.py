@@ -8,6 +8,7 @@ urlpatterns = [
     path("upload/", views.upload, name="upload"),
     path("jobs/<uuid:job_id>/", views.job_page, name="job"),
     path("jobs/<uuid:job_id>/status/", views.job_status_partial, name="job-status-partial"),
+    path("jobs/<uuid:job_id>/analysis/", views.job_analysis_partial, name="job-analysis-partial"),
     path("jobs/<uuid:job_id>/waveform/<str:stem>.png", views.waveform, name="job-waveform"),
     path("jobs/<uuid:job_id>/delete/", views.delete, name="job-delete"),
     path("jobs/<uuid:job_id>/mix/", views.mix, name="job-mix"),

@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -9,6 +10,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import floatformat
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
@@ -18,7 +20,7 @@ from separation.downloads import file_response
 from separation.mixdowns import MixRefused
 from separation.models import Job
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_get_for_user, job_list_for_user
+from separation.selectors import job_get_for_user, job_list_for_user, job_refunds
 from separation.services import job_cancel
 from separation.storage_quota import storage_use
 from separation.upload_errors import EmailNotVerified, NotEnoughCredits, UploadRefused
@@ -93,9 +95,22 @@ def _refusal_message(refused: UploadRefused):
     return str(refused)
 
 
+# The job page waits this long after completion for the tempo and key (separation/analysis.py).
+ANALYSIS_WAIT = timedelta(minutes=10)
+
+
 def _job_context(request, job_id) -> dict:
     job = job_get_for_user(user=request.user, job_id=job_id)
-    return {"job": job, "queue_position": job_queue_positions(jobs=[job]).get(job.pk)}
+    return {
+        "job": job,
+        "queue_position": job_queue_positions(jobs=[job]).get(job.pk),
+        "refunded": job_refunds(jobs=[job]).get(job.pk),
+        "formats": Job.Format.choices,
+        "analysis_pending": job.analysis is None
+        and bool(job.stems)
+        and job.finished_at is not None
+        and timezone.now() - job.finished_at < ANALYSIS_WAIT,
+    }
 
 
 @login_required
@@ -106,6 +121,11 @@ def job_page(request, job_id):
 @login_required
 def job_status_partial(request, job_id):
     return render(request, "separation/job_status.html", _job_context(request, job_id))
+
+
+@login_required
+def job_analysis_partial(request, job_id):
+    return render(request, "separation/job_analysis.html", _job_context(request, job_id))
 
 
 @login_required

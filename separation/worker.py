@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from separation import engine
+from separation.analysis import analysis_enqueue
 from separation.models import Job
 from separation.notifications import notify_job_finished
 from separation.services import engine_config, job_complete, job_fail, job_folder_path, job_report_progress
@@ -137,6 +138,7 @@ def job_run(*, job: Job) -> None:
             shutil.rmtree(earlier, ignore_errors=True)
     logger.info("Job %s completed in %.1f s", job.pk, time.monotonic() - started)
     notify_job_finished(job_id=job.pk)
+    analysis_enqueue(job_id=job.pk)  # tempo and key, on the maintenance cluster: not this worker's time
 
 
 def _file_bytes(path: Path) -> int:
