@@ -4,16 +4,16 @@
 //
 // Each stem streams through its own media element (byte ranges from the server), so nothing is
 // decoded whole and memory stays flat for a two-hour song. The first stem is the clock: every
-// 200 ms the others are compared with it; a stem more than 10 ms adrift is nudged by its playback
-// rate (inaudibly, up to 2 %) and one more than 150 ms off is moved outright. After a seek all
-// stems wait until each has seeked, then start together.
+// 200 ms the others are compared with it; a stem more than 5 ms adrift is nudged by its playback
+// rate (the browser keeps the pitch) and one more than 250 ms off is moved outright. After a seek
+// all stems wait until each has seeked and buffered enough to play, then start together.
 //
 // Keys: Space plays or pauses (anywhere on the page but in a text field or on a button); the
 // left and right arrows move 5 seconds (on the page or the seek bar).
 (function () {
-  var NUDGE_SECONDS = 0.01;
-  var JUMP_SECONDS = 0.15;
-  var CHECK_MS = 200;
+  var NUDGE_SECONDS = 0.005;
+  var JUMP_SECONDS = 0.25;
+  var CHECK_MS = 100;
   var STEP_SECONDS = 5;
 
   function clock(seconds) {
@@ -25,10 +25,20 @@
     return h ? h + ":" + pad(m) + ":" + pad(s) : m + ":" + pad(s);
   }
 
-  function seeked(audio) {
+  // Seeked and with enough data to play on: stems that start together then stay together (one
+  // still waiting for its bytes would start late).
+  function ready(audio) {
     return new Promise(function (resolve) {
-      if (!audio.seeking) return resolve();
-      audio.addEventListener("seeked", function () { resolve(); }, { once: true });
+      function check() {
+        if (!audio.seeking && audio.readyState >= 3) {
+          audio.removeEventListener("seeked", check);
+          audio.removeEventListener("canplay", check);
+          resolve();
+        }
+      }
+      audio.addEventListener("seeked", check);
+      audio.addEventListener("canplay", check);
+      check();
     });
   }
 
@@ -101,7 +111,7 @@
     this.stems.forEach(function (stem) {
       if (stem.audio !== self.master) stem.audio.currentTime = at;
     });
-    return Promise.all(this.stems.map(function (stem) { return seeked(stem.audio); })).then(function () {
+    return Promise.all(this.stems.map(function (stem) { return ready(stem.audio); })).then(function () {
       self.playing = true;
       self.button.textContent = "Pause";
       self.button.setAttribute("aria-pressed", "true");
@@ -128,7 +138,7 @@
     this.stems.forEach(function (stem) { stem.audio.pause(); stem.audio.playbackRate = 1; });
     this.stems.forEach(function (stem) { stem.audio.currentTime = target; });
     this.playing = false;
-    return Promise.all(this.stems.map(function (stem) { return seeked(stem.audio); })).then(function () {
+    return Promise.all(this.stems.map(function (stem) { return ready(stem.audio); })).then(function () {
       if (wasPlaying) return self.play();
     });
   };
@@ -143,7 +153,9 @@
       if (audio === this.master || audio.seeking || audio.ended) return;
       var ahead = audio.currentTime - at;
       if (Math.abs(ahead) > JUMP_SECONDS) audio.currentTime = at;
-      else if (Math.abs(ahead) > NUDGE_SECONDS) audio.playbackRate = ahead > 0 ? 0.98 : 1.02;
+      // Catch up within about half a second: 30 ms off plays 6 % faster or slower for a moment
+      // (the browser keeps the pitch).
+      else if (Math.abs(ahead) > NUDGE_SECONDS) audio.playbackRate = 1 - Math.max(-0.1, Math.min(0.1, 2 * ahead));
       else audio.playbackRate = 1;
     }, this);
   };
