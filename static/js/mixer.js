@@ -153,9 +153,9 @@
       if (audio === this.master || audio.seeking || audio.ended) return;
       var ahead = audio.currentTime - at;
       if (Math.abs(ahead) > JUMP_SECONDS) audio.currentTime = at;
-      // Catch up within about half a second: 30 ms off plays 6 % faster or slower for a moment
-      // (the browser keeps the pitch).
-      else if (Math.abs(ahead) > NUDGE_SECONDS) audio.playbackRate = 1 - Math.max(-0.1, Math.min(0.1, 2 * ahead));
+      // Half the gap closes in each check (100 ms): 20 ms off plays 10 % faster or slower for a
+      // moment (the browser keeps the pitch).
+      else if (Math.abs(ahead) > NUDGE_SECONDS) audio.playbackRate = 1 - Math.max(-0.2, Math.min(0.2, 5 * ahead));
       else audio.playbackRate = 1;
     }, this);
   };
