@@ -19,3 +19,10 @@ def clock(seconds) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@register.filter
+def stem_labels(names) -> str:
+    """["vocals", "no_vocals"] -> "vocals and instrumental (no vocals)", for a sentence."""
+    labels = [_stem_label(name).lower() for name in names]
+    return " and ".join([", ".join(labels[:-1]), labels[-1]]) if len(labels) > 1 else "".join(labels)
