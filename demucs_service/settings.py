@@ -287,6 +287,7 @@ REST_FRAMEWORK = {
         "password_reset_account": env("THROTTLE_PASSWORD_RESET_ACCOUNT", cast=throttle_rate, default="5/hour"),
         "upload": env("THROTTLE_UPLOAD", cast=throttle_rate, default="60/hour"),
         "webhooks": env("THROTTLE_WEBHOOKS", cast=throttle_rate, default="60/hour"),
+        "mix": env("THROTTLE_MIX", cast=throttle_rate, default="60/hour"),
     },
 }
 # Failed logins, on the login page and POST /api/auth/login alike (allauth's counters, keyed in

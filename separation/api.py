@@ -1,22 +1,34 @@
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
-from rest_framework.decorators import api_view, content_negotiation_class, parser_classes, permission_classes
+from rest_framework.decorators import (
+    api_view,
+    content_negotiation_class,
+    parser_classes,
+    permission_classes,
+    throttle_classes,
+)
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
 
 from demucs_service.csv_export import FETCH_ROWS, FirstRendererNegotiation, csv_response, csv_text
-from separation.catalog import default_model_name, models_list
+from separation.catalog import default_model_name, models_list, stem_label
+from separation.downloads import CONTENT_TYPES
 from separation.job_files import stored_file_response
+from separation.mixdowns import MAX_GAIN, MixRefused, job_mix
 from separation.models import Job
 from separation.previews import preview_full_song
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_export_rows_for_user, job_get_for_user, job_list_for_user
+from separation.selectors import job_export_rows_for_user, job_get_for_user, job_list_for_user, job_refunds
 from separation.services import job_cancel
 from separation.upload_errors import (
     UploadRefused,
@@ -42,7 +54,17 @@ class ModelOutput(serializers.Serializer):
 
 class StemOutput(serializers.Serializer):
     name = serializers.CharField()
+    label = serializers.CharField(help_text='For people: "Instrumental (no vocals)" for no_vocals')
     url = serializers.CharField()
+
+
+class AnalysisOutput(serializers.Serializer):
+    bpm = serializers.FloatField(allow_null=True, required=False, help_text="Tempo in beats per minute")
+    tempo_confidence = serializers.FloatField(required=False, help_text="0 to 1")
+    key = serializers.CharField(allow_null=True, required=False, help_text='"C major", "A minor", ...')
+    key_confidence = serializers.FloatField(required=False, help_text="0 to 1")
+    seconds = serializers.FloatField(required=False, help_text="How much of the song was measured")
+    error = serializers.CharField(required=False, help_text="Only when it could not be measured")
 
 
 class JobOutput(serializers.Serializer):
@@ -63,6 +85,12 @@ class JobOutput(serializers.Serializer):
     full_song_job_id = serializers.UUIDField(
         allow_null=True, help_text="For a preview: the paid job of its whole song, once made"
     )
+    refunded = serializers.SerializerMethodField(help_text="Credits given back for this job (cancelled, failed)")
+    expires_at = serializers.SerializerMethodField(help_text="When the files will be deleted; null once they are")
+    files_deleted_at = serializers.DateTimeField(allow_null=True, help_text="When the files were deleted, or null")
+    analysis = serializers.SerializerMethodField(
+        help_text="Tempo and key, measured shortly after completion; null until then"
+    )
     queue_position = serializers.SerializerMethodField(
         help_text="While the job waits, its place in the queue (1: it starts next); otherwise null"
     )
@@ -78,12 +106,28 @@ class JobOutput(serializers.Serializer):
     def get_queue_position(self, job) -> int | None:
         return self.context.get("queue_positions", {}).get(job.pk)
 
+    @extend_schema_field(serializers.DecimalField(max_digits=10, decimal_places=2))
+    def get_refunded(self, job) -> str:
+        return _COST.to_representation(self.context.get("refunds", {}).get(job.pk, Decimal(0)))
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_expires_at(self, job):
+        expires = job.files_expire_at
+        return None if expires is None else _TIME.to_representation(expires)
+
+    @extend_schema_field(AnalysisOutput(allow_null=True))
+    def get_analysis(self, job) -> dict | None:
+        return job.analysis
+
     def get_download_url(self, job) -> str | None:
         return self._url("api-download", job.pk) if job.zip_file else None
 
     @extend_schema_field(StemOutput(many=True))
     def get_stem_files(self, job) -> list[dict]:
-        return [{"name": name, "url": self._url("api-download-stem", job.pk, name)} for name in job.stem_names]
+        return [
+            {"name": name, "label": stem_label(name), "url": self._url("api-download-stem", job.pk, name)}
+            for name in job.stem_names
+        ]
 
     def to_representation(self, job) -> dict:
         """What the declared fields give (tests/test_list_query_counts.py compares the two), written out:
@@ -92,6 +136,7 @@ class JobOutput(serializers.Serializer):
         URLs: a stem's is its job's download URL and /<stem> (the api-download-stem route)."""
         names = job.stem_names
         download_url = self._url("api-download", job.pk) if job.zip_file or names else None
+        expires = job.files_expire_at
         return {
             "job_id": str(job.id),
             "status": str(job.status),
@@ -108,9 +153,16 @@ class JobOutput(serializers.Serializer):
             "error": str(job.error),
             "preview": bool(job.is_preview),
             "full_song_job_id": None if job.full_song_job_id is None else str(job.full_song_job_id),
+            "refunded": _COST.to_representation(self.context.get("refunds", {}).get(job.pk, Decimal(0))),
+            "expires_at": None if expires is None else _TIME.to_representation(expires),
+            "files_deleted_at": None if job.files_deleted_at is None else _TIME.to_representation(job.files_deleted_at),
+            "analysis": job.analysis,
             "queue_position": self.context.get("queue_positions", {}).get(job.pk),
             "download_url": download_url if job.zip_file else None,
-            "stem_files": [{"name": name, "url": f"{download_url}/{quote(name, safe=PATH_SAFE)}"} for name in names],
+            "stem_files": [
+                {"name": name, "label": stem_label(name), "url": f"{download_url}/{quote(name, safe=PATH_SAFE)}"}
+                for name in names
+            ],
         }
 
 
@@ -308,7 +360,11 @@ def full_song(request, job_id):
 def job_status(request, job_id):
     """A job's status and progress; once completed, its download URLs."""
     job = job_get_for_user(user=request.user, job_id=job_id)
-    context = {"request": request, "queue_positions": job_queue_positions(jobs=[job])}
+    context = {
+        "request": request,
+        "queue_positions": job_queue_positions(jobs=[job]),
+        "refunds": job_refunds(jobs=[job]),
+    }
     return Response(JobOutput(job, context=context).data)
 
 
@@ -323,7 +379,11 @@ class JobListView(generics.ListAPIView):
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
-        context = {**self.get_serializer_context(), "queue_positions": job_queue_positions(jobs=page)}
+        context = {
+            **self.get_serializer_context(),
+            "queue_positions": job_queue_positions(jobs=page),
+            "refunds": job_refunds(jobs=page),
+        }
         return self.get_paginated_response(JobOutput(page, many=True, context=context).data)
 
 
@@ -372,7 +432,7 @@ def delete_job(request, job_id):
     """Cancel a waiting or running job (refunded), or delete a finished job's files. The job's
     record and its ledger rows stay."""
     job = job_cancel(job=job_get_for_user(user=request.user, job_id=job_id))
-    return Response(JobOutput(job, context={"request": request}).data)
+    return Response(JobOutput(job, context={"request": request, "refunds": job_refunds(jobs=[job])}).data)
 
 
 JOB_EXPORT_HEADER = [
@@ -437,3 +497,61 @@ def jobs_export(request):
     decimal strings, times in ISO 8601, empty for none."""
     rows = map(_job_export_line, job_export_rows_for_user(user=request.user, chunk_size=FETCH_ROWS))
     return csv_response(filename="stemfold-jobs.csv", header=JOB_EXPORT_HEADER, rows=rows)
+
+
+class MixThrottle(SimpleRateThrottle):
+    """Mixes per user (THROTTLE_MIX): each one is a pass over every stem on a web worker."""
+
+    scope = "mix"
+
+    def get_rate(self):
+        return settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][self.scope]
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class MixInput(serializers.Serializer):
+    gains = serializers.DictField(
+        child=serializers.FloatField(min_value=0, max_value=MAX_GAIN),
+        required=False,
+        default=dict,
+        help_text=f"Stem name -> gain from 0 (muted) to {MAX_GAIN:g}; a stem left out keeps 1",
+    )
+    format = serializers.ChoiceField(
+        choices=Job.Format.values, required=False, allow_null=True, default=None, help_text="Default: the job's"
+    )
+
+
+def mix_response(job: Job, gains: dict, output_format: str | None):
+    """The mix streamed as an attachment; pages and API alike. Raises MixRefused."""
+    mix = job_mix(job=job, gains=gains, output_format=output_format)
+    response = StreamingHttpResponse(mix.chunks, content_type=CONTENT_TYPES[f".{mix.output_format}"])
+    response["Content-Disposition"] = content_disposition_header(True, mix.download_name)
+    return response
+
+
+@extend_schema(
+    request=MixInput,
+    responses={
+        (200, "audio/*"): bytes,
+        400: OpenApiResponse(RefusalOutput, description="An unknown stem, a gain out of range, a bad format"),
+        404: OpenApiResponse(description="No such job of yours"),
+        409: OpenApiResponse(RefusalOutput, description="The job is not completed"),
+        410: OpenApiResponse(RefusalOutput, description="The job's files have been deleted"),
+        429: OpenApiResponse(RefusalOutput, description="Mixing too often (THROTTLE_MIX)"),
+    },
+    tags=["separation"],
+)
+@api_view(["POST"])
+@throttle_classes([MixThrottle])
+def mix(request, job_id):
+    """One file of the stems mixed with the given gains (the sum of the stems times their gains,
+    clipped to 16 bits), in the job's format unless another is asked for, streamed as it is made."""
+    job = job_get_for_user(user=request.user, job_id=job_id)
+    data = MixInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    try:
+        return mix_response(job, data.validated_data["gains"], data.validated_data["format"])
+    except MixRefused as refused:
+        return Response({"detail": str(refused)}, status=refused.status)

@@ -85,3 +85,24 @@ def model_settings_validate() -> None:
             f"WORKER_PRELOAD_MODELS must be installed, default, none or a comma-separated list of {offered}; "
             f"got {','.join(preload)!r}"
         )
+
+
+STEM_LABELS = {
+    "drums": "Drums",
+    "bass": "Bass",
+    "other": "Other instruments",
+    "vocals": "Vocals",
+    "guitar": "Guitar",
+    "piano": "Piano",
+    "no_vocals": "Instrumental (no vocals)",
+}
+
+
+def stem_label(name: str) -> str:
+    """A stem's name for people: "no_vocals" is "Instrumental (no vocals)", "no_drums" is
+    "Everything but drums"; the API keeps the names as they are."""
+    if name in STEM_LABELS:
+        return STEM_LABELS[name]
+    if name.startswith("no_"):
+        return f"Everything but {stem_label(name[3:]).lower()}"
+    return name.replace("_", " ").capitalize()

@@ -13,7 +13,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -103,6 +103,15 @@ def local_copy(name: str) -> Iterator[Path | None]:
             yield None
             return
         yield path
+
+
+@contextmanager
+def local_copies(names: list[str]) -> Iterator[dict[str, Path] | None]:
+    """Several stored files as local paths ({name: path}) for as long as the block runs; None when
+    any of them is not stored."""
+    with ExitStack() as stack:
+        paths = {name: stack.enter_context(local_copy(name)) for name in names}
+        yield None if any(path is None for path in paths.values()) else paths
 
 
 def job_files_remove(job_id) -> None:

@@ -71,6 +71,9 @@ class Job(models.Model):
     full_song_job = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="preview_of"
     )
+    # Tempo and key, measured after completion on the maintenance cluster (separation/analysis.py):
+    # {bpm, tempo_confidence, key, key_confidence, seconds}, or {error}; null until then.
+    analysis = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -113,6 +116,14 @@ class Job(models.Model):
     def title(self) -> str:
         """The original file name without its extension, for display and download names."""
         return PurePosixPath(self.original_filename).stem or "song"
+
+    @property
+    def files_expire_at(self):
+        """When retention deletes the files of a finished job (maintenance.jobs_delete_expired);
+        None while it runs and once they are gone."""
+        if self.status not in self.FINISHED or self.finished_at is None or self.files_deleted_at is not None:
+            return None
+        return self.finished_at + timedelta(days=settings.JOB_RETENTION_DAYS)
 
     @property
     def stem_names(self) -> list[str]:

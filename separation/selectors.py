@@ -2,7 +2,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 from django_q.brokers import get_broker
@@ -25,14 +25,19 @@ def job_list_for_user(*, user):
     return Job.objects.filter(user=user).order_by("-created_at")
 
 
-def jobs_refunded(*, jobs) -> set:
-    """The ids of those of `jobs` whose charge was given back (automatically or by support): one query."""
-    references = {f"job:{job.pk}": job.pk for job in jobs if job.cost}
-    if not references:
-        return set()
-    kinds = [CreditTransaction.Kind.JOB_REFUND, CreditTransaction.Kind.ADMIN_REFUND]
-    found = CreditTransaction.objects.filter(kind__in=kinds, reference__in=references)
-    return {references[reference] for reference in found.values_list("reference", flat=True)}
+def job_refunds(*, jobs) -> dict:
+    """Credits given back for each of `jobs` (automatic and operator refunds), in one query; jobs
+    never refunded are left out."""
+    references = {f"job:{job.pk}": job.pk for job in jobs}
+    rows = (
+        CreditTransaction.objects.filter(
+            reference__in=references, kind__in=[CreditTransaction.Kind.JOB_REFUND, CreditTransaction.Kind.ADMIN_REFUND]
+        )
+        .values("reference")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    return {references[row["reference"]]: row["total"] for row in rows} if references else {}
 
 
 def completed_jobs_missing_files() -> list[str]:

@@ -5,7 +5,7 @@ cluster, so they never wait behind a separation (separation/migrations/0004_main
 """
 
 from demucs_service.observability.log_context import job_context
-from separation import maintenance
+from separation import analysis, maintenance
 from separation.scheduling import job_claim_next
 from separation.worker import job_run, through_database_outage
 
@@ -25,3 +25,9 @@ def jobs_reap() -> dict[str, int]:
 
 def jobs_delete_expired() -> dict[str, int]:
     return maintenance.jobs_delete_expired()
+
+
+def job_analyse(job_id: str) -> None:
+    """Tempo and key of a completed job, queued on the maintenance cluster by the worker."""
+    with job_context(job_id):
+        analysis.job_analyse(job_id=job_id)

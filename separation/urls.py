@@ -8,9 +8,11 @@ urlpatterns = [
     path("upload/", views.upload, name="upload"),
     path("jobs/<uuid:job_id>/", views.job_page, name="job"),
     path("jobs/<uuid:job_id>/status/", views.job_status_partial, name="job-status-partial"),
+    path("jobs/<uuid:job_id>/analysis/", views.job_analysis_partial, name="job-analysis-partial"),
     path("jobs/<uuid:job_id>/waveform/<str:stem>.png", views.waveform, name="job-waveform"),
     path("jobs/<uuid:job_id>/delete/", views.delete, name="job-delete"),
     path("jobs/<uuid:job_id>/full-song/", views.full_song, name="job-full-song"),
+    path("jobs/<uuid:job_id>/mix/", views.mix, name="job-mix"),
 ]
 
 api_urlpatterns = [
@@ -21,6 +23,7 @@ api_urlpatterns = [
     path("jobs/export", api.jobs_export, name="api-jobs-export"),
     path("download/<uuid:job_id>", api.download, name="api-download"),
     path("download/<uuid:job_id>/<str:stem>", api.download_stem, name="api-download-stem"),
+    path("jobs/<uuid:job_id>/mix", api.mix, name="api-mix"),
     path("job/<uuid:job_id>", api.delete_job, name="api-job"),
     path("jobs/<uuid:job_id>/full-song", api.full_song, name="api-full-song"),
 ]

@@ -1,5 +1,6 @@
 import math
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -9,16 +10,19 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import floatformat
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from separation.api import MixThrottle, mix_response
 from separation.catalog import PRICE_PERIOD_SECONDS, default_model_name, models_list
 from separation.job_files import stored_file_response
+from separation.mixdowns import MixRefused
 from separation.models import Job
 from separation.previews import preview_full_song
 from separation.queue_estimates import job_queue_estimate
 from separation.scheduling import job_queue_positions
-from separation.selectors import job_get_for_user, job_list_for_user, jobs_refunded
+from separation.selectors import job_get_for_user, job_list_for_user, job_refunds
 from separation.services import job_cancel, previews_used_today
 from separation.storage_quota import storage_use
 from separation.upload_errors import EmailNotVerified, NotEnoughCredits, UploadRefused
@@ -29,7 +33,7 @@ from separation.url_import import upload_accept_source
 
 def _job_list_context(request) -> dict:
     jobs = Paginator(job_list_for_user(user=request.user), 20).get_page(request.GET.get("page"))
-    refunded = jobs_refunded(jobs=jobs)
+    refunded = job_refunds(jobs=jobs)
     for job in jobs:
         job.refunded = job.pk in refunded
     return {
@@ -131,12 +135,22 @@ def _refusal_message(refused: UploadRefused):
     return str(refused)
 
 
+# The job page waits this long after completion for the tempo and key (separation/analysis.py).
+ANALYSIS_WAIT = timedelta(minutes=10)
+
+
 def _job_context(request, job_id) -> dict:
     job = job_get_for_user(user=request.user, job_id=job_id)
     return {
         "job": job,
         "queue_position": job_queue_positions(jobs=[job]).get(job.pk),
         "estimate": job_queue_estimate(job=job),
+        "refunded": job_refunds(jobs=[job]).get(job.pk),
+        "formats": Job.Format.choices,
+        "analysis_pending": job.analysis is None
+        and bool(job.stems)
+        and job.finished_at is not None
+        and timezone.now() - job.finished_at < ANALYSIS_WAIT,
     }
 
 
@@ -148,6 +162,11 @@ def job_page(request, job_id):
 @login_required
 def job_status_partial(request, job_id):
     return render(request, "separation/job_status.html", _job_context(request, job_id))
+
+
+@login_required
+def job_analysis_partial(request, job_id):
+    return render(request, "separation/job_analysis.html", _job_context(request, job_id))
 
 
 @login_required
@@ -174,3 +193,26 @@ def delete(request, job_id):
     else:
         messages.success(request, f"Deleted the files of {job.original_filename}.")
     return redirect("dashboard")
+
+
+@login_required
+@require_POST
+def mix(request, job_id):
+    """The page's "Download this mix": the mixer's volumes as gain_<stem> fields (a muted stem
+    sends 0), streamed as an attachment; a refusal comes back as a message on the job page."""
+    job = job_get_for_user(user=request.user, job_id=job_id)
+    try:
+        if not MixThrottle().allow_request(request, None):
+            raise MixRefused("You are making mixes too often; please wait a little.", status=429)
+        gains = {}
+        for name in job.stem_names:
+            value = request.POST.get(f"gain_{name}")
+            if value is not None:
+                try:
+                    gains[name] = float(value)
+                except ValueError:
+                    raise MixRefused(f"The gain of {name!r} must be a number.", status=400) from None
+        return mix_response(job, gains, request.POST.get("format") or None)
+    except MixRefused as refused:
+        messages.error(request, str(refused))
+        return redirect("job", job_id=job.pk)

@@ -20,6 +20,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from monitoring import instruments
 from separation import engine, job_files
+from separation.analysis import analysis_enqueue
 from separation.models import Job
 from separation.notifications import notify_job_finished
 from separation.services import engine_config, job_complete, job_fail, job_folder_path, job_report_progress
@@ -177,6 +178,7 @@ def job_run(*, job: Job) -> None:
         model=job.model, device=engine.resolve_device(settings.DEMUCS_DEVICE)
     ).observe(elapsed / max(job.duration_seconds, 0.001))
     notify_job_finished(job_id=job.pk)
+    analysis_enqueue(job_id=job.pk)  # tempo and key, on the maintenance cluster: not this worker's time
 
 
 def _failure_reason(error: engine.EngineError) -> str:

@@ -63,7 +63,7 @@ def test_a_completed_job_mails_its_owner(user, django_capture_on_commit_callback
     message = mail.outbox[0]
     assert message.subject == "Your stems for “Tune” are ready"
     for body in (message.body, html_of(message)):
-        assert "drums, bass, other, vocals" in body
+        assert "separated into drums, bass, other instruments and vocals." in body
         assert f"https://stems.example/jobs/{job.pk}/" in body
 
 

@@ -70,7 +70,7 @@ def test_it_reports_a_waiting_job(user_client, song):
     assert set(body) == {
         "job_id", "status", "progress", "filename", "model", "stems", "format", "cost", "duration_seconds",
         "created_at", "started_at", "finished_at", "error", "preview", "full_song_job_id", "queue_position",
-        "download_url", "stem_files",
+        "download_url", "stem_files", "refunded", "expires_at", "files_deleted_at", "analysis",
     }  # fmt: skip
     assert body["job_id"] == str(job.pk)
     assert (body["status"], body["progress"], body["error"]) == ("PENDING", 0, "")
@@ -82,9 +82,15 @@ def test_it_reports_a_waiting_job(user_client, song):
     assert body["download_url"] is None
     assert body["stem_files"] == []
     assert body["queue_position"] == 1
+    assert (body["refunded"], body["expires_at"], body["files_deleted_at"], body["analysis"]) == (
+        "0.00",
+        None,
+        None,
+        None,
+    )
 
 
-def test_it_reports_a_completed_job_with_its_download_urls(user_client, song):
+def test_it_reports_a_completed_job_with_its_download_urls(user_client, song, settings):
     job = completed(user_client, song)
 
     body = user_client.get(f"/api/status/{job.pk}").json()
@@ -93,8 +99,25 @@ def test_it_reports_a_completed_job_with_its_download_urls(user_client, song):
     assert parse_datetime(body["started_at"]) <= parse_datetime(body["finished_at"])
     assert body["download_url"] == f"http://testserver/api/download/{job.pk}"
     assert body["stem_files"] == [
-        {"name": name, "url": f"http://testserver/api/download/{job.pk}/{name}"} for name in STEMS
+        {"name": name, "label": name.capitalize(), "url": f"http://testserver/api/download/{job.pk}/{name}"}
+        for name in ["drums", "bass"]
+    ] + [
+        {"name": name, "label": label, "url": f"http://testserver/api/download/{job.pk}/{name}"}
+        for name, label in [("other", "Other instruments"), ("vocals", "Vocals")]
     ]
+    retention = timedelta(days=settings.JOB_RETENTION_DAYS)
+    assert parse_datetime(body["expires_at"]) == parse_datetime(body["finished_at"]) + retention
+
+
+def test_it_reports_what_was_refunded_and_when_the_files_were_deleted(user_client, song):
+    job = upload(user_client, song)
+
+    body = user_client.delete(f"/api/job/{job.pk}").json()
+    status = user_client.get(f"/api/status/{job.pk}").json()
+
+    assert body == status
+    assert (status["status"], status["refunded"], status["expires_at"]) == ("CANCELLED", "1.00", None)
+    assert parse_datetime(status["files_deleted_at"]) == Job.objects.get(pk=job.pk).files_deleted_at
 
 
 def test_it_reports_a_two_stem_job_with_two_stems(user_client, song):
@@ -102,7 +125,10 @@ def test_it_reports_a_two_stem_job_with_two_stems(user_client, song):
 
     body = user_client.get(f"/api/status/{job.pk}").json()
 
-    assert [stem["name"] for stem in body["stem_files"]] == ["vocals", "no_vocals"]
+    assert [(stem["name"], stem["label"]) for stem in body["stem_files"]] == [
+        ("vocals", "Vocals"),
+        ("no_vocals", "Instrumental (no vocals)"),
+    ]
     assert body["format"] == "mp3"
 
 
@@ -135,7 +161,7 @@ def test_it_lists_jobs_in_a_constant_number_of_queries(user):
         assert len(client.get("/api/jobs").json()["results"]) == 20
 
     assert len(one) == len(thirty)
-    assert len(one) <= 4  # the user, the count, the page, the queue (the jobs wait)
+    assert len(one) <= 5  # the user, the count, the page, the queue (the jobs wait), the refunds
 
 
 def test_it_lists_nothing_for_a_new_user(user_client):

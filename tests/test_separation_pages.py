@@ -199,7 +199,7 @@ def test_the_job_page_of_an_active_job_shows_progress_and_polls(client, song):
     assert "untrained demo model" in page
     for html in (page, text(partial)):
         assert f'data-poll-url="/jobs/{job.pk}/status/"' in html
-        assert '<progress id="job-progress" max="100" value="42">' in html
+        assert '<progress id="job-progress" max="100" value="42" aria-label="Separation progress">' in html
         assert "42%" in html
         assert "Cancel and refund" in html
         assert "<audio" not in html
@@ -211,7 +211,8 @@ def test_the_job_page_of_a_completed_job_has_a_player_and_a_waveform_per_stem(cl
 
     page = text(client.get(f"/jobs/{job.pk}/"))
 
-    assert "data-poll-url" not in page
+    # Only the tempo and key, which come a little after the stems, are still polled for.
+    assert re.findall(r'data-poll-url="([^"]+)"', page) == [f"/jobs/{job.pk}/analysis/"]
     players = re.findall(r'<audio controls preload="metadata" src="([^"]+)"', page)
     assert players == [f"/api/download/{job.pk}/{name}" for name in STEMS]
     waveforms = re.findall(r'<img class="waveform" src="([^"]+)"', page)
@@ -226,7 +227,7 @@ def test_the_job_page_of_a_completed_job_has_a_player_and_a_waveform_per_stem(cl
         assert client.get(url).status_code == 200
     assert client.get(f"/jobs/{job.pk}/waveform/guitar.png").status_code == 404
     partial = text(client.get(f"/jobs/{job.pk}/status/"))
-    assert "data-poll-url" not in partial and partial.count("<audio") == 4
+    assert 'data-poll-url="/jobs/' + str(job.pk) + '/status/"' not in partial and partial.count("<audio") == 4
 
 
 def test_the_job_page_of_a_failed_job_shows_its_error(client, song):
@@ -272,7 +273,9 @@ def test_cancelling_an_active_job_refunds_it(user, client, song, media):
     assert balance(user) == Decimal("3.00")
     assert CreditTransaction.objects.filter(user=user, kind=Kind.JOB_REFUND).count() == 1
     assert files_under(media) == []
-    assert "cancelled and its credits refunded" in text(client.get(f"/jobs/{job.pk}/"))
+    page = text(client.get(f"/jobs/{job.pk}/"))
+    assert "This job was cancelled and its 1 credit refunded." in page
+    assert "1 credit, 1 refunded" in page
 
 
 def test_deleting_a_completed_job_keeps_the_job_and_the_charge(user, client, song, media):
@@ -286,7 +289,8 @@ def test_deleting_a_completed_job_keeps_the_job_and_the_charge(user, client, son
     assert files_under(media) == []
     assert balance(user) == Decimal("2.00")
     page = text(client.get(f"/jobs/{job.pk}/"))
-    assert "The stems of this job have been deleted." in page
+    assert "The stems of this job were deleted on " in page
+    assert '<span class="status status-deleted">Files deleted</span>' in page
     assert "<audio" not in page and "Delete files" not in page
 
 

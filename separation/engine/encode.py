@@ -84,7 +84,7 @@ class StemWriter:
         self.file.close()
 
 
-def _wav_header(channels: int, samplerate: int, frames: int) -> bytes:
+def wav_header(channels: int, samplerate: int, frames: int) -> bytes:
     """demucs.audio.encode_wav's header for 16-bit PCM."""
     import struct
 
@@ -128,7 +128,7 @@ def encode(writer: StemWriter, path: Path, samplerate: int, output_format: str, 
 
     if output_format == "wav":
         with open(path, "wb") as file:
-            file.write(_wav_header(channels, samplerate, frames))
+            file.write(wav_header(channels, samplerate, frames))
             for pcm in pcm_blocks():
                 file.write(pcm.tobytes())
     elif output_format == "mp3":
