@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.tokens import access_token_issue
+from testkit.audio import tone_bytes
 from tests import e2e
-from tests.audio import tone_bytes
 from tests.factories import UserFactory
 
 

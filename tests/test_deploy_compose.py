@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.e2e import REPO_ROOT
+from testkit.processes import REPO_ROOT
 
 GPU_OVERRIDE = "deploy/docker-compose.gpu.yml"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from reliability.harness import collect_static, free_port, server_env, start_gunicorn, start_process, stop_group
-from tests import e2e
-from tests.e2e import REPO_ROOT, wait_until
+from testkit.http import wait_until
+from testkit.processes import REPO_ROOT, database_url, free_port, start_process, stop_group
+from testkit.servers import collect_static, server_env, start_gunicorn
 from tests.factories import UserFactory
 
 SECRET_KEY = "deploy-tls-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -98,7 +98,7 @@ def tls_stack(transactional_db, static_root, tmp_path):
             start_gunicorn(
                 port=gunicorn_port,
                 env=server_env(
-                    DATABASE_URL=e2e.database_url(),
+                    DATABASE_URL=database_url(),
                     DEBUG="0",
                     SECRET_KEY=SECRET_KEY,
                     ALLOWED_HOSTS="localhost",

@@ -7,10 +7,10 @@ import pytest
 from django.core import mail
 
 from credits.models import CreditTransaction
-from reliability.harness import free_port
 from separation.models import Job
 from separation.services import job_fail
 from separation.tasks import separate_next_job
+from testkit.processes import free_port
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.jobs import make_job

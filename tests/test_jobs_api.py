@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 from credits.models import CreditTransaction
 from separation.models import Job
 from separation.tasks import separate_next_job
-from tests.audio import files_under
+from testkit.audio import files_under
 from tests.conftest import balance, bearer_client
 
 Kind = CreditTransaction.Kind

@@ -15,10 +15,8 @@ from credits.selectors import credit_statistics
 from credits.services import credits_admin_grant, credits_purchase_simulated, ledger_append
 from separation import catalog
 from separation.services import job_cancel, job_refund_by_admin
-from tests.audio import tone_bytes
-from tests.conftest import balance
-from tests.jobs import make_job
-from tests.test_payments_support import (
+from testkit.audio import tone_bytes
+from testkit.stripe import (
     assert_ledger_consistent,
     completed,
     configure_stripe,
@@ -27,6 +25,8 @@ from tests.test_payments_support import (
     new_id,
     refunded,
 )
+from tests.conftest import balance
+from tests.jobs import make_job
 
 Kind = CreditTransaction.Kind
 

@@ -10,9 +10,7 @@ from django.test import Client
 
 from credits.models import CreditTransaction, Payment
 from credits.services import ledger_append
-from tests.conftest import balance, bearer_client
-from tests.factories import UserFactory
-from tests.test_payments_support import (
+from testkit.stripe import (
     SECRET_KEY,
     FakeStripe,
     assert_ledger_consistent,
@@ -22,6 +20,8 @@ from tests.test_payments_support import (
     new_id,
     refunded,
 )
+from tests.conftest import balance, bearer_client
+from tests.factories import UserFactory
 
 Kind = CreditTransaction.Kind
 

@@ -7,9 +7,7 @@ import pytest
 
 from credits.models import CreditTransaction, Payment
 from credits.services import InsufficientCredits, ledger_append
-from tests.conftest import balance
-from tests.factories import UserFactory
-from tests.test_payments_support import (
+from testkit.stripe import (
     assert_ledger_consistent,
     completed,
     configure_stripe,
@@ -19,6 +17,8 @@ from tests.test_payments_support import (
     refunded,
     sign,
 )
+from tests.conftest import balance
+from tests.factories import UserFactory
 from tests.threads import run_together
 
 Kind = CreditTransaction.Kind

@@ -8,8 +8,7 @@ import pytest
 from credits.models import CreditTransaction, Payment, PaymentReversal
 from credits.services import ledger_append
 from credits.shortfalls import payment_shortfall_waive
-from tests.conftest import balance
-from tests.test_payments_support import (
+from testkit.stripe import (
     assert_ledger_consistent,
     completed,
     configure_stripe,
@@ -18,6 +17,7 @@ from tests.test_payments_support import (
     new_id,
     refunded,
 )
+from tests.conftest import balance
 
 Kind = CreditTransaction.Kind
 Status = Payment.Status

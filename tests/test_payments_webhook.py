@@ -10,8 +10,7 @@ from django.test import Client
 
 from credits.models import CreditTransaction, Payment, PaymentReversal
 from credits.services import ledger_append
-from tests.conftest import balance
-from tests.test_payments_support import (
+from testkit.stripe import (
     WEBHOOK_SECRET,
     WEBHOOK_URL,
     assert_ledger_consistent,
@@ -25,6 +24,7 @@ from tests.test_payments_support import (
     refunded,
     sign,
 )
+from tests.conftest import balance
 
 Kind = CreditTransaction.Kind
 Status = Payment.Status

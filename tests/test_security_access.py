@@ -24,7 +24,7 @@ from rest_framework_simplejwt.utils import aware_utcnow
 from accounts.models import User
 from separation.models import Job
 from separation.tasks import separate_next_job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import balance, bearer_client, logged_in
 from tests.factories import PASSWORD
 from tests.jobs import make_job

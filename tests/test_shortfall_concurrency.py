@@ -10,11 +10,8 @@ from django.db.models import Sum
 from credits.models import CreditTransaction, Payment
 from separation import catalog
 from separation.services import job_cancel, job_refund_by_admin
-from tests.audio import tone_bytes
-from tests.conftest import balance
-from tests.factories import UserFactory
-from tests.jobs import make_job, refunds
-from tests.test_payments_support import (
+from testkit.audio import tone_bytes
+from testkit.stripe import (
     assert_ledger_consistent,
     completed,
     configure_stripe,
@@ -23,6 +20,9 @@ from tests.test_payments_support import (
     new_id,
     sign,
 )
+from tests.conftest import balance
+from tests.factories import UserFactory
+from tests.jobs import make_job, refunds
 from tests.threads import run_together
 
 Kind = CreditTransaction.Kind

@@ -8,7 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from separation.models import Job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import bearer_client, logged_in
 from tests.disks import small_disk
 from tests.factories import UserFactory

@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from separation.models import Job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import balance
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]

@@ -9,6 +9,8 @@ from demucs_service.environment import Env, preload_models
 from separation import engine, worker_warmup
 from separation.models import Job
 from separation.services import engine_config
+from testkit.http import wait_until
+from testkit.processes import REPO_ROOT
 from tests import e2e
 from tests.factories import UserFactory
 from tests.jobs import make_job
@@ -75,7 +77,7 @@ def test_the_web_process_does_not_import_torch():
         "Client().get('/api/'); print('torch' in sys.modules)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=e2e.REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip().splitlines()[-1] == "False"
 
@@ -94,10 +96,10 @@ def test_each_worker_loads_the_model_once_before_its_first_task(folders, tmp_pat
     with e2e.Clusters(media_root=media, model_repo=models, log_dir=tmp_path) as clusters:
         cluster = clusters.start(SEPARATION_WORKERS="2")
         # Both workers report their load before taking any task.
-        e2e.wait_until(lambda: len(WARM.findall(cluster.log())) == 2, timeout=60, message=cluster.log)
+        wait_until(lambda: len(WARM.findall(cluster.log())) == 2, timeout=60, message=cluster.log)
         user = UserFactory()
         jobs = [make_job(user) for _ in range(3)]
-        e2e.wait_until(lambda: finished(jobs), timeout=120, message=cluster.log)
+        wait_until(lambda: finished(jobs), timeout=120, message=cluster.log)
         log = cluster.log()
 
     assert set(Job.objects.filter(pk__in=[job.pk for job in jobs]).values_list("status", flat=True)) == {"COMPLETED"}
@@ -113,10 +115,10 @@ def test_without_preloading_the_first_job_loads_the_model(folders, tmp_path):
     media, models = folders
     with e2e.Clusters(media_root=media, model_repo=models, log_dir=tmp_path) as clusters:
         cluster = clusters.start(WORKER_PRELOAD_MODELS="none")
-        e2e.wait_until(lambda: "preloads no models" in cluster.log(), timeout=60, message=cluster.log)
+        wait_until(lambda: "preloads no models" in cluster.log(), timeout=60, message=cluster.log)
         user = UserFactory()
         jobs = [make_job(user), make_job(user)]
-        e2e.wait_until(lambda: finished(jobs), timeout=120, message=cluster.log)
+        wait_until(lambda: finished(jobs), timeout=120, message=cluster.log)
         log = cluster.log()
 
     assert not WARM.search(log)
