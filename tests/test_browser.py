@@ -37,7 +37,7 @@ IMAGE_WIDTH_JS = """(img) => img.complete ? img.naturalWidth : new Promise((reso
   img.addEventListener('error', () => resolve(0), {once: true});
 })"""
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

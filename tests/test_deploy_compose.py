@@ -8,6 +8,8 @@ import yaml
 
 from testkit.processes import REPO_ROOT
 
+pytestmark = pytest.mark.e2e
+
 GPU_OVERRIDE = "deploy/docker-compose.gpu.yml"
 
 

@@ -15,7 +15,7 @@ from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 ERROR = "The separation failed unexpectedly. Your credits were refunded; please try again."
 

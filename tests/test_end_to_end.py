@@ -19,7 +19,7 @@ from testkit.http import get, wait_until
 from testkit.processes import stop_group
 from tests import e2e
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 STEMS = {"drums", "bass", "other", "vocals"}
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}

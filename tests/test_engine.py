@@ -24,6 +24,8 @@ from separation.engine import (
 from testkit.audio import make_song, png_bytes, tones, write_audio
 from tests.echo_model import write_echo_model
 
+pytestmark = pytest.mark.unit
+
 SOURCES = ["drums", "bass", "other", "vocals"]
 MP3_FRAME = 1152
 

@@ -23,7 +23,7 @@ from tests.conftest import balance, bearer_client
 Kind = CreditTransaction.Kind
 STEMS = ["drums", "bass", "other", "vocals"]
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def upload(client, song: bytes, name: str = "My Song.wav", **fields) -> Job:

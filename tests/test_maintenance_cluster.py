@@ -15,7 +15,7 @@ from tests import e2e
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_the_reaper_runs_while_every_separation_worker_is_busy(live_server, cluster_factory, tmp_path, settings):

@@ -25,7 +25,7 @@ from tests.factories import UserFactory
 
 Kind = CreditTransaction.Kind
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 SUCCESS_URL = "http://testserver/credits/success/?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "http://testserver/credits/cancelled/"

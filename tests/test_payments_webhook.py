@@ -13,10 +13,8 @@ from credits.services import ledger_append
 from testkit.stripe import (
     WEBHOOK_SECRET,
     WEBHOOK_URL,
-    assert_ledger_consistent,
     checkout_session,
     completed,
-    configure_stripe,
     deliver,
     disputed,
     event,
@@ -29,14 +27,7 @@ from tests.conftest import balance
 Kind = CreditTransaction.Kind
 Status = Payment.Status
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _stripe(settings, db):
-    configure_stripe(settings)
-    yield
-    assert_ledger_consistent()
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("stripe_on")]
 
 
 @pytest.fixture

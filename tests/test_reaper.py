@@ -27,7 +27,7 @@ Kind = CreditTransaction.Kind
 Status = Job.Status
 NOTHING = {"requeued": 0, "failed": 0, "reenqueued": 0}
 
-pytestmark = pytest.mark.usefixtures("demo_model")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("demo_model")]
 
 
 # --- fixtures and helpers -------------------------------------------------------------

@@ -12,6 +12,8 @@ from reliability.harness import running_stack
 from reliability.suite import CI, run_all, table
 from testkit.processes import database_url_of
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.mark.django_db(transaction=True)
 def test_the_ci_sized_reliability_suite_holds(tmp_path, demo_model_repo):

@@ -23,6 +23,8 @@ from tests import e2e
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
+pytestmark = pytest.mark.e2e
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 JOBS = 10
 

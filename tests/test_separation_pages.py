@@ -19,7 +19,7 @@ from tests.factories import UserFactory
 Kind = CreditTransaction.Kind
 STEMS = ["drums", "bass", "other", "vocals"]
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 @pytest.fixture

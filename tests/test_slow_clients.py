@@ -12,7 +12,7 @@ from testkit.http import http, wait_until
 from testkit.processes import database_url, free_port, stop_group
 from testkit.servers import server_env, start_gunicorn
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def trickle(port: int, stop: threading.Event, outcome: list) -> None:

@@ -17,7 +17,7 @@ from tests.factories import UserFactory
 
 Kind = CreditTransaction.Kind
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 URL = "/api/upload"
 

@@ -13,7 +13,7 @@ from tests.conftest import bearer_client, logged_in
 from tests.disks import small_disk
 from tests.factories import UserFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 SONG = tone_bytes(10.0)  # 1.7 MB
 

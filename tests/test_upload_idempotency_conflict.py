@@ -10,7 +10,7 @@ from separation.models import Job
 from testkit.audio import tone_bytes
 from tests.conftest import balance
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def post(client, content: bytes, key: str, **fields):

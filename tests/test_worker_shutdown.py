@@ -11,7 +11,7 @@ from testkit.audio import write_wav
 from testkit.http import wait_until
 from tests import e2e
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.mark.parametrize("to_group", [True, False], ids=["whole-group", "leader-only"])
