@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from separation.demo_models import PRESETS, create_demo_model
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.slow
 
 
 def run_command(**options) -> str:

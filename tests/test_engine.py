@@ -24,7 +24,7 @@ from separation.engine import (
 from testkit.audio import make_song, png_bytes, tones, write_audio
 from tests.echo_model import write_echo_model
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.slow
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 MP3_FRAME = 1152

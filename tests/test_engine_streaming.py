@@ -16,7 +16,7 @@ from separation import engine
 from separation.engine import EngineConfig
 from testkit.audio import tones, write_audio
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.slow
 
 TOLERANCE = 1e-4  # max absolute difference, on [-1, 1] samples
 BAG_WEIGHTS = [[1.0, 0.5, 0.0, 2.0], [0.25, 1.0, 1.0, 0.0]]  # only the first member makes vocals

@@ -29,7 +29,7 @@ from tests.conftest import balance, bearer_client, logged_in
 from tests.factories import PASSWORD
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 METHODS = ["get", "post", "put", "patch", "delete"]
 

@@ -11,7 +11,7 @@ from demucs_service.environment import Env, credit_packs
 from testkit.processes import REPO_ROOT
 from tests.settings_probe import PRODUCTION_SECRET, SETUP, run_python, settings_env, settings_values
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.slow
 
 
 def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off(tmp_path):

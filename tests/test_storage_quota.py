@@ -15,7 +15,7 @@ from separation.tasks import separate_next_job
 from testkit.audio import encode, files_under, tone_bytes
 from tests.conftest import balance, logged_in
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def post(client, content: bytes, name: str = "song.wav", **fields):

@@ -13,7 +13,7 @@ from separation.tasks import separate_next_job
 from testkit.audio import flac_claiming_samples, mp3_claiming_seconds, tone_bytes
 from tests.conftest import balance
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def post(client, content: bytes, name: str):

@@ -26,7 +26,7 @@ Kind = CreditTransaction.Kind
 Status = Job.Status
 SAMPLERATE = 44100
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 # --- fixtures and helpers -------------------------------------------------------------
