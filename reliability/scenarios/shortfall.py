@@ -18,7 +18,7 @@ from reliability.scenarios.faults import start_qcluster
 from testkit.audio import tone_bytes
 from testkit.http import http
 from testkit.processes import stop_group
-from testkit.stripe import WEBHOOK_URL, completed, deliver_to
+from testkit.stripe import WEBHOOK_URL, completed, deliver_to, disputed
 
 PACK_CREDITS = Decimal("25.00")
 PACK_PRICE_CENTS = 400
@@ -63,7 +63,7 @@ def run(stack, *, threads: int = 8) -> Row:
             uploads = list(pool.map(lambda n: stack.upload(token, f"spent-{n}.wav", clip), range(int(spendable))))
         job_ids = [reply.json()["job_id"] for reply in uploads if reply.status == 202]
         spent_to = balance(user)
-        disputed = dispute("charge.dispute.created", "needs_response")
+        dispute_answer = dispute("charge.dispute.created", "needs_response")
         payment = Payment.objects.get(provider_session_id=session_id)
         owed = payment.credits_shortfall_open
 
@@ -91,8 +91,8 @@ def run(stack, *, threads: int = 8) -> Row:
         problems.append(f"purchase answered {bought}, balance {spendable}")
     if len(job_ids) != int(spendable) or spent_to != 0:
         problems.append(f"{len(job_ids)} uploads accepted of {int(spendable)}, balance {spent_to}")
-    if disputed != 200 or owed != PACK_CREDITS:
-        problems.append(f"dispute answered {disputed}, open shortfall {owed}")
+    if dispute_answer != 200 or owed != PACK_CREDITS:
+        problems.append(f"dispute answered {dispute_answer}, open shortfall {owed}")
     if cancels != Counter({200: len(job_ids)}):
         problems.append(f"cancels answered {dict(cancels)}")
     # The refunds give back every credit spent; the 25 the money paid for repay the dispute.
