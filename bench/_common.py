@@ -1,8 +1,8 @@
-"""Plumbing for bench/separation.py: test audio, the bench database, qcluster processes, tables.
+"""Plumbing for bench/separation.py: the bench database, qcluster processes, tables.
 
 Nothing here runs torch: the benchmark's driver process only talks to Django, the database and
 its subprocesses (a qcluster, the bare demucs runner, the demucs CLI), each started with
-fork+exec, so the driver never holds torch state a child could inherit (DESIGN.md, Fork safety).
+fork+exec, so the driver never holds torch state a child could inherit (docs/architecture.md, Fork safety).
 """
 
 from __future__ import annotations
@@ -16,45 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from reliability.harness import start_process, stop_group, wait_until
-
-SAMPLERATE = 44100
-
-
-# --- audio ------------------------------------------------------------------------------
-
-
-def write_test_audio(path: Path, seconds: float, *, samplerate: int = SAMPLERATE, seed: int = 0) -> Path:
-    """A seeded stereo 16-bit wav, written in 10 s blocks (an hour needs no hour in memory):
-    a few slowly swelling partials per channel, a pulse every half second and a little noise,
-    so every stem of an untrained model gets something to chew on."""
-    import soundfile
-
-    path = Path(path)
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.partial")
-    rng = np.random.default_rng(seed)
-    partials = rng.uniform(55, 2000, size=(2, 6))
-    frames = int(round(seconds * samplerate))
-    block = 10 * samplerate
-    with soundfile.SoundFile(temp, "w", samplerate=samplerate, channels=2, subtype="PCM_16", format="WAV") as out:
-        for start in range(0, frames, block):
-            t = np.arange(start, min(start + block, frames)) / samplerate
-            swell = 0.5 + 0.5 * np.sin(2 * np.pi * 0.05 * t)
-            pulse = np.exp(-40 * (t % 0.5))
-            columns = []
-            for channel in range(2):
-                tones = sum(np.sin(2 * np.pi * f * t) for f in partials[channel]) / len(partials[channel])
-                noise = rng.standard_normal(len(t))
-                columns.append(0.3 * swell * tones + 0.2 * pulse * noise + 0.02 * noise)
-            out.write(np.stack(columns, axis=1).astype(np.float32))
-    os.replace(temp, path)
-    return path
-
+from testkit.http import wait_until
+from testkit.processes import start_process, stop_group
 
 # --- the bench database -----------------------------------------------------------------
 

@@ -71,8 +71,10 @@ def _wait_lines(path: str, count: int, timeout: float) -> None:
 def measure(broker: str, args, root, database_url: str) -> list[float]:
     import subprocess
 
-    from bench.web import SECRET_KEY, manage, start_logged
-    from reliability.harness import REPO_ROOT, server_env, stop_group, wait_until
+    from bench.web import SECRET_KEY, manage
+    from testkit.http import wait_until
+    from testkit.processes import REPO_ROOT, start_process, stop_group
+    from testkit.servers import server_env
 
     env = server_env(
         DATABASE_URL=database_url,
@@ -91,7 +93,7 @@ def measure(broker: str, args, root, database_url: str) -> list[float]:
     out = root / f"{broker}.starts"
     out.unlink(missing_ok=True)
     log = root / f"qcluster-{broker}.log"
-    cluster = start_logged([sys.executable, "manage.py", "qcluster"], env, log)
+    cluster = start_process([sys.executable, "manage.py", "qcluster"], env, log)
     try:
         wait_until(
             lambda: cluster.poll() is None and "running" in log.read_text(errors="replace"),
@@ -150,7 +152,8 @@ def main() -> int:
         enqueue(args.enqueue, args.count, args.min_gap, args.max_gap)
         return 0
 
-    from bench.web import command_line, drop_database, fresh_database, percentile, print_table
+    from bench.web import command_line, drop_database, fresh_database, print_table
+    from testkit.figures import percentile
 
     database = "demucs_queuebench_run"
     root = Path(tempfile.mkdtemp(prefix="bench-queue-"))

@@ -58,10 +58,11 @@ from bench._common import (  # noqa: E402
     print_table,
     recreate_database,
     spread,
-    write_test_audio,
 )
-from reliability.harness import REPO_ROOT, wait_until  # noqa: E402
 from separation.demo_models import PRESETS, create_demo_model  # noqa: E402
+from testkit.audio import write_test_audio  # noqa: E402
+from testkit.http import wait_until  # noqa: E402
+from testkit.processes import REPO_ROOT  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/demucs_bench_separation"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "demucs-bench-separation"

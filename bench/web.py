@@ -19,7 +19,7 @@
    <= 50 MB.
 
 Everything runs on loopback against its own PostgreSQL database (`demucs_webbench_run`, dropped
-and created) and a temporary MEDIA_ROOT; servers are fork+exec'd (reliability.harness helpers).
+and created) and a temporary MEDIA_ROOT; servers are fork+exec'd (testkit helpers).
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ from pathlib import Path  # noqa: E402
 
 import psycopg  # noqa: E402
 
-from reliability.harness import REPO_ROOT, free_port, server_env, start_gunicorn, stop_group, wait_until  # noqa: E402
+from testkit.figures import percentile  # noqa: E402
+from testkit.http import wait_until  # noqa: E402
+from testkit.processes import REPO_ROOT, free_port, stop_group  # noqa: E402
+from testkit.servers import server_env, start_gunicorn  # noqa: E402
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
 SECRET_KEY = "bench-web-" + "x" * 40
@@ -89,11 +92,6 @@ def django_setup(env: dict[str, str]) -> None:
     import django
 
     django.setup()
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
 
 
 def print_table(title: str, rows: list[tuple[str, str, str, str]], command: str, notes: list[str]) -> None:

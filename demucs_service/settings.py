@@ -144,7 +144,7 @@ else:
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
-# bcrypt as the seed had it; the SHA256 variant so passwords over 72 bytes are not cut.
+# bcrypt, in its SHA256 variant so passwords over 72 bytes are not cut.
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from django.db import connection
 
-    from reliability.harness import database_url_of, running_stack
+    from reliability.harness import running_stack
     from reliability.suite import CI, FULL, markdown, run_all, table
+    from testkit.processes import database_url_of
 
     sizes = CI if args.ci else FULL
     overrides = {"users": args.users, "uploads": args.uploads, "load_seconds": args.load_seconds}

@@ -7,7 +7,7 @@ reads its task queue; `SeparationConfig.ready()` connects `worker_started` to it
 pusher hands out meanwhile wait in the worker's queue, and the cluster's guard sees the worker
 as idle (its timer is not running), so a long load is never taken for a hung task.
 
-Fork safety (DESIGN.md): loading runs torch work, so it must never run in a process that forks
+Fork safety (docs/architecture.md, Fork safety): loading runs torch work, so it must never run in a process that forks
 afterwards. post_spawn fires only inside a worker (never in the cluster or sentinel, which fork
 the workers, and never in the web process); `worker_started` also refuses to run in a main
 process (no multiprocessing parent), which is where django-q2's sync mode would send the signal.

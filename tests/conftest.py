@@ -10,9 +10,30 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.tokens import access_token_issue
+from testkit.audio import tone_bytes
+from testkit.stripe import assert_ledger_consistent, configure_stripe
 from tests import e2e
-from tests.audio import tone_bytes
 from tests.factories import UserFactory
+
+# --- kinds: every test says what it needs (pytest.ini's markers) -----------------------
+
+KINDS = ("unit", "slow", "e2e", "browser")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: a run of one kind checks them all
+def pytest_collection_modifyitems(config, items):
+    wrong = []
+    for item in items:
+        kinds = sorted({mark.name for mark in item.iter_markers() if mark.name in KINDS})
+        if len(kinds) != 1:
+            wrong.append(f"  {item.nodeid}: {', '.join(kinds) or 'no kind'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"Every test needs exactly one kind marker of {', '.join(KINDS)} (see pytest.ini); declare it in "
+            "the module's `pytestmark` (one kind a module: a test of another kind goes in its own file):\n"
+            + "\n".join(wrong[:20])
+            + (f"\n  ... and {len(wrong) - 20} more" if len(wrong) > 20 else "")
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +105,18 @@ def _static_files_without_collectstatic(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+# --- payments ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stripe_on(settings):
+    """Stripe on with testkit.stripe's test secrets, simulated payments off; the ledger and every
+    payment must be consistent when the test ends."""
+    configure_stripe(settings)
+    yield
+    assert_ledger_consistent()
 
 
 # --- the demo model and where jobs keep their files -------------------------------------

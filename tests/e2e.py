@@ -1,39 +1,28 @@
 """Helpers for the end-to-end tests: a real `manage.py qcluster` subprocess on the test
-database, audio to upload, and a small HTTP client on urllib (no requests here).
+database, and accounts made over the live server's API (HTTP, audio and processes: testkit).
 
-Fork safety (DESIGN.md, The engine): a process that has run multi-threaded torch work must
-not fork without exec. The test process runs torch (the session's demo model, in-process
-separations), so everything it starts here is fork+exec through subprocess.Popen, never
-multiprocessing.
+Fork safety (docs/architecture.md, Fork safety): a process that has run multi-threaded torch
+work must not fork without exec. The test process runs torch (the session's demo model,
+in-process separations), so everything it starts here is fork+exec through subprocess.Popen,
+never multiprocessing.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import uuid
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import soundfile
+from testkit.http import Reply, http, multipart, post_json, wait_until
+from testkit.processes import REPO_ROOT, database_url, group_members, signal_group, stop_group
 
-from tests.audio import tones, write_audio
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLERATE = 44100
 # Settings the qcluster subprocess must not inherit from the test runner's environment.
 _CLEARED_ENV = (
     "JOB_STALE_SECONDS",
@@ -57,36 +46,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-# --- audio ------------------------------------------------------------------------------
-
-
-def write_wav(path: Path, seconds: float, samplerate: int = SAMPLERATE) -> Path:
-    return write_audio(path, tones(seconds, samplerate), samplerate)
-
-
-def read_audio(data: bytes) -> tuple[np.ndarray, int]:
-    """(frames, channels) samples and the samplerate of an encoded file."""
-    samples, samplerate = soundfile.read(io.BytesIO(data), always_2d=True)
-    return samples, samplerate
-
-
 # --- the worker -------------------------------------------------------------------------
-
-
-def database_url() -> str:
-    """The URL of the database this test process uses: the test database (test_<name>)
-    once pytest-django has created it, which is what the live server serves from."""
-    from django.db import connection
-
-    db = connection.settings_dict
-    assert db["ENGINE"] == "django.db.backends.postgresql", "the e2e tests need PostgreSQL (DATABASE_URL)"
-    assert db["NAME"].startswith("test_"), f"not a test database: {db['NAME']}"
-    user = urllib.parse.quote(db.get("USER") or "", safe="")
-    password = urllib.parse.quote(db.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = db.get("HOST") or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{auth}{host}{port}/{urllib.parse.quote(db['NAME'], safe='')}"
 
 
 @dataclass
@@ -100,7 +60,7 @@ class Cluster:
     def kill(self) -> None:
         """SIGKILL the cluster and its forked workers at once, as the OOM killer or a lost
         machine would."""
-        _signal_group(self.process, signal.SIGKILL)
+        signal_group(self.process, signal.SIGKILL)
         self.process.wait(timeout=10)
 
     def live_processes(self) -> list[int]:
@@ -114,43 +74,6 @@ class Cluster:
             message="the qcluster to start",
         )
         assert self.process.poll() is None, f"qcluster exited with {self.process.returncode}:\n{self.log()}"
-
-
-def group_members(pgid: int) -> list[int]:
-    """Pids of the live (not zombie) processes in process group `pgid`, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)  # start_new_session: the group id is the cluster's pid
-    except ProcessLookupError:
-        pass
-
-
-def stop_cluster(process: subprocess.Popen, grace_seconds: float = 5) -> None:
-    """SIGTERM the whole process group, SIGKILL what is left after the grace period."""
-    if process.poll() is None:
-        _signal_group(process, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_seconds)
-        except subprocess.TimeoutExpired:
-            pass
-    # Forked workers may outlive their parent; the group still names them.
-    _signal_group(process, signal.SIGKILL)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @contextmanager
@@ -187,7 +110,7 @@ def qcluster(*, media_root: Path, model_repo: Path, log_path: Path, env: dict[st
     try:
         yield cluster
     finally:
-        stop_cluster(process)
+        stop_group(process)
         log_file.close()
 
 
@@ -230,76 +153,8 @@ class Clusters:
             print(f"\n--- {cluster.log_path.name} ---\n{cluster.log()[-4000:]}")
 
 
-# --- waiting ----------------------------------------------------------------------------
-
-
-def wait_until(
-    predicate: Callable[[], object], *, timeout: float, interval: float = 0.1, message: str | Callable[[], str] = ""
-):
-    """The first truthy value of predicate(), or AssertionError after `timeout` seconds;
-    `message` (or what it returns, called at the time) says what was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            what = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
-# --- HTTP -------------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
-
-
-def http(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return Reply(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
-    except urllib.error.HTTPError as error:
-        return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
-
-
-def post_json(url: str, data: dict, token: str | None = None) -> Reply:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return http("POST", url, body=json.dumps(data).encode(), headers=headers)
-
-
-def get(url: str, token: str | None = None) -> Reply:
-    return http("GET", url, headers={"Authorization": f"Bearer {token}"} if token else {})
-
-
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
-    """A multipart/form-data body and its Content-Type; files maps field -> (name, data, type)."""
-    boundary = f"----e2e{uuid.uuid4().hex}"
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, (filename, data, content_type) in files.items():
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n"
-        )
-        parts.append(head.encode() + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
 def upload(base_url: str, token: str, path: Path, **fields: str) -> Reply:
-    body, content_type = multipart(fields, {"file": (path.name, path.read_bytes(), "audio/wav")})
+    body, content_type = multipart(fields, [("file", path.name, path.read_bytes(), "audio/wav")])
     return http(
         "POST",
         f"{base_url}/api/upload",

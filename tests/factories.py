@@ -1,8 +1,13 @@
+from decimal import Decimal
+
 import factory
 from allauth.account.models import EmailAddress
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import email_address_verify, user_save_new
+from credits.models import CreditTransaction, Payment
+from credits.services import ledger_append
 
 PASSWORD = "a-long-test-password-42"
 
@@ -30,3 +35,26 @@ class UserFactory(factory.django.DjangoModelFactory):
             email_address_verify(address=address)
             user.refresh_from_db(fields=["credits"])
         return user
+
+
+def disputed_payment(user, *, shortfall="0", spend=True) -> Payment:
+    """A credited 25-credit Stripe purchase of `user`, disputed, whose reversal left `shortfall`
+    credits owed; the customer spent the whole balance first, unless spend is False (an account
+    from before the ledger repaid)."""
+    held = User.objects.values_list("credits", flat=True).get(pk=user.pk)
+    if spend and held:
+        ledger_append(user_id=user.pk, amount=-held, kind=CreditTransaction.Kind.JOB_CHARGE, description="Job")
+    made = Payment.objects.count()
+    return Payment.objects.create(
+        provider="stripe",
+        provider_session_id=f"cs_test_{user.pk}_{made}",
+        payment_intent_id=f"pi_test_{user.pk}_{made}",
+        user=user,
+        pack_id="standard",
+        credits=Decimal("25"),
+        amount=Decimal("4.00"),
+        currency="usd",
+        status=Payment.Status.DISPUTED,
+        credited_at=timezone.now(),
+        credits_shortfall=Decimal(shortfall),
+    )

@@ -10,7 +10,7 @@ from credits.models import CreditTransaction
 from separation.models import Job
 from separation.scheduling import SEPARATE_TASK
 from separation.uploads import JobOptions, upload_accept
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 
 REFUND_KINDS = [CreditTransaction.Kind.JOB_REFUND, CreditTransaction.Kind.ADMIN_REFUND]
 

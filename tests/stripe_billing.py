@@ -6,7 +6,7 @@ import json
 import time
 from decimal import Decimal
 
-from tests.test_payments_support import configure_stripe, deliver, new_id
+from testkit.stripe import configure_stripe, deliver, new_id
 
 PLAN_PRICE = 999  # unlimited:9.99, in cents
 MONTH = 30 * 86400

@@ -17,7 +17,7 @@ Kind = CreditTransaction.Kind
 USERS_URL = "/admin/accounts/user/"
 LEDGER_URL = "/admin/credits/credittransaction/"
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def _grants(user):

@@ -21,7 +21,7 @@ Kind = CreditTransaction.Kind
 Status = Job.Status
 JOBS_URL = "/admin/separation/job/"
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def failed_job(user, name="song.wav", error="The separation failed unexpectedly.") -> Job:

@@ -7,38 +7,17 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
-from django.utils import timezone
 
 from credits.models import CreditTransaction, Payment
 from credits.services import ledger_append
 from tests.conftest import balance, logged_in
-from tests.factories import UserFactory
+from tests.factories import UserFactory, disputed_payment
 
 Kind = CreditTransaction.Kind
 PAYMENTS_URL = "/admin/credits/payment/"
 OWING_URL = "/admin/credits/accountowing/"
 
-pytestmark = pytest.mark.django_db
-
-
-def _payment(user, *, shortfall="0", spend=True) -> Payment:
-    """A credited purchase whose refund or dispute left `shortfall` credits owed (the customer
-    spent everything first, unless spend is False: an account from before the ledger repaid)."""
-    if spend and balance(user):
-        ledger_append(user_id=user.pk, amount=-balance(user), kind=Kind.JOB_CHARGE, description="Job")
-    return Payment.objects.create(
-        provider="stripe",
-        provider_session_id=f"cs_test_{user.pk}_{Payment.objects.count()}",
-        payment_intent_id=f"pi_test_{user.pk}_{Payment.objects.count()}",
-        user=user,
-        pack_id="standard",
-        credits=Decimal("25"),
-        amount=Decimal("4.00"),
-        currency="usd",
-        status=Payment.Status.DISPUTED,
-        credited_at=timezone.now(),
-        credits_shortfall=Decimal(shortfall),
-    )
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def _action(client, action, payments, **fields):
@@ -46,8 +25,8 @@ def _action(client, action, payments, **fields):
 
 
 def test_the_payments_list_shows_what_is_still_owed_and_filters_on_it(admin_client, user, other_user):
-    owing = _payment(user, shortfall="25")
-    settled = _payment(other_user, shortfall="10")
+    owing = disputed_payment(user, shortfall="25")
+    settled = disputed_payment(other_user, shortfall="10")
     Payment.objects.filter(pk=settled.pk).update(credits_shortfall_waived=10)
 
     response = admin_client.get(PAYMENTS_URL, {"shortfall": "open"})
@@ -59,9 +38,9 @@ def test_the_payments_list_shows_what_is_still_owed_and_filters_on_it(admin_clie
 
 
 def test_the_accounts_list_shows_only_users_who_owe_and_how_much(admin_client, user, other_user):
-    _payment(user, shortfall="25")
-    _payment(user, shortfall="5")
-    _payment(other_user)
+    disputed_payment(user, shortfall="25")
+    disputed_payment(user, shortfall="5")
+    disputed_payment(other_user)
 
     response = admin_client.get(OWING_URL)
 
@@ -75,7 +54,7 @@ def test_the_accounts_list_shows_only_users_who_owe_and_how_much(admin_client, u
 
 
 def test_waiving_asks_for_a_reason_then_closes_the_shortfall_and_keeps_it(admin_client, user):
-    payment = _payment(user, shortfall="25")
+    payment = disputed_payment(user, shortfall="25")
 
     asked = _action(admin_client, "waive_shortfall", [payment])
 
@@ -99,7 +78,7 @@ def test_waiving_asks_for_a_reason_then_closes_the_shortfall_and_keeps_it(admin_
 
 
 def test_waiving_without_a_reason_waives_nothing(admin_client, user):
-    payment = _payment(user, shortfall="25")
+    payment = disputed_payment(user, shortfall="25")
 
     response = _action(admin_client, "waive_shortfall", [payment], apply="1", reason="")
 
@@ -110,7 +89,7 @@ def test_waiving_without_a_reason_waives_nothing(admin_client, user):
 
 def test_collecting_takes_what_the_balance_allows_through_the_ledger(admin_client, user):
     # An account from before credits repaid shortfalls by themselves: 3 credits and 25 owed.
-    payment = _payment(user, shortfall="25", spend=False)
+    payment = disputed_payment(user, shortfall="25", spend=False)
     assert balance(user) == 3
 
     response = _action(admin_client, "collect_shortfall", [payment])
@@ -128,7 +107,7 @@ def test_collecting_takes_what_the_balance_allows_through_the_ledger(admin_clien
 def test_a_staff_member_who_may_only_view_payments_gets_no_shortfall_actions(user):
     clerk = UserFactory(is_staff=True)
     clerk.user_permissions.add(Permission.objects.get(codename="view_payment"))
-    payment = _payment(user, shortfall="25")
+    payment = disputed_payment(user, shortfall="25")
 
     response = logged_in(clerk).get(PAYMENTS_URL)
 
@@ -139,7 +118,7 @@ def test_a_staff_member_who_may_only_view_payments_gets_no_shortfall_actions(use
 
 
 def test_waiving_refuses_a_post_without_its_csrf_token(admin_user, user):
-    payment = _payment(user, shortfall="25")
+    payment = disputed_payment(user, shortfall="25")
 
     response = _action(
         logged_in(admin_user, enforce_csrf_checks=True), "waive_shortfall", [payment], apply="1", reason="x"

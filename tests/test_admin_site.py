@@ -9,7 +9,7 @@ import pytest
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def html(response) -> str:

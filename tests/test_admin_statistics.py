@@ -16,118 +16,24 @@ from django_q.tasks import async_task
 
 from accounts.models import User
 from accounts.selectors import signup_statistics
-from credits.models import CreditTransaction, Payment
-from credits.packs import pack_get
+from credits.models import Payment
 from credits.selectors import credit_statistics, revenue_statistics
-from credits.services import (
-    credits_admin_grant,
-    credits_charge_job,
-    credits_purchase_simulated,
-    credits_refund_job,
-    ledger_append,
-)
+from credits.services import credits_admin_grant
 from separation.admin import statistics_days
 from separation.models import Job
 from separation.selectors import job_statistics
-from tests import e2e
 from tests.conftest import logged_in
 from tests.factories import UserFactory
+from tests.statistics_data import job, joined, payment, seed_statistics
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 URL = "/admin/separation/job/statistics/"
 S = Job.Status
 
 
-def joined(username, days_ago, **fields):
-    user = UserFactory(username=username, **fields)
-    User.objects.filter(pk=user.pk).update(date_joined=timezone.now() - timedelta(days=days_ago))
-    return user
-
-
-def job(user, *, model, status, days_ago, cost=1, refunded_by=None):
-    made = Job.objects.create(
-        user=user,
-        original_filename=f"{model}-{status}.wav",
-        model=model,
-        cost=Decimal(cost),
-        duration_seconds=2.0,
-        status=status,
-    )
-    Job.objects.filter(pk=made.pk).update(created_at=timezone.now() - timedelta(days=days_ago))
-    credits_charge_job(job=made)
-    if status in (S.FAILED, S.CANCELLED):
-        credits_refund_job(job=made, reason="test", refunded_by=refunded_by)
-    return made
-
-
-def payment(user, session, pack_id, status, *, credited=True, reversed_amount=None):
-    pack = pack_get(pack_id)
-    paid = Payment.objects.create(
-        provider="stripe",
-        provider_session_id=session,
-        user=user,
-        pack_id=pack_id,
-        credits=pack.credits,
-        amount=pack.price,
-        currency="usd",
-        status=status,
-        credited_at=timezone.now() if credited else None,
-    )
-    if credited:
-        ledger_append(
-            user_id=user.pk,
-            amount=pack.credits,
-            kind=CreditTransaction.Kind.PURCHASE,
-            description="x",
-            reference=session,
-        )
-    if reversed_amount is not None:
-        Payment.objects.filter(pk=paid.pk).update(amount_reversed=reversed_amount, credits_reversed=pack.credits)
-        ledger_append(
-            user_id=user.pk,
-            amount=-pack.credits,
-            kind=CreditTransaction.Kind.PAYMENT_REVERSAL,
-            description="refunded",
-            reference=f"reversal:{session}",
-        )
-    return paid
-
-
 @pytest.fixture
 def seeded(settings):
-    settings.CREDIT_PACKS = [
-        {"id": "starter", "credits": Decimal(5), "price": Decimal("1.00")},
-        {"id": "standard", "credits": Decimal(25), "price": Decimal("4.00")},
-        {"id": "pro", "credits": Decimal(100), "price": Decimal("15.00")},
-    ]
-    settings.SIGNUP_BONUS_CREDITS = Decimal(3)
-    boss = joined("boss", 0, is_staff=True, is_superuser=True)
-    alice = joined("alice", 0)
-    bob = joined("bob", 3)
-    carol = joined("carol", 10)
-    dave = joined("dave", 40)  # before the 30-day window
-    credits_admin_grant(user=alice, amount=Decimal(20), reason="seed", granted_by=boss, request_token="seed")
-
-    job(alice, model="demo", status=S.COMPLETED, days_ago=0)
-    job(alice, model="htdemucs", status=S.COMPLETED, days_ago=0, cost=4)
-    job(alice, model="demo", status=S.PENDING, days_ago=0)
-    job(alice, model="htdemucs", status=S.PROCESSING, days_ago=0)
-    job(alice, model="demo", status=S.FAILED, days_ago=1)
-    job(alice, model="demo", status=S.COMPLETED, days_ago=1)
-    job(alice, model="htdemucs_6s", status=S.CANCELLED, days_ago=1, refunded_by=boss)
-    job(alice, model="htdemucs", status=S.COMPLETED, days_ago=5)
-    job(alice, model="htdemucs", status=S.FAILED, days_ago=5)
-    job(alice, model="demo", status=S.FAILED, days_ago=40)
-    job(alice, model="demo", status=S.COMPLETED, days_ago=40)
-
-    credits_purchase_simulated(user=bob, pack=pack_get("starter"))
-    credits_purchase_simulated(user=bob, pack=pack_get("starter"))
-    payment(carol, "cs_1", "standard", Payment.Status.PAID)
-    payment(carol, "cs_2", "standard", Payment.Status.PAID)
-    payment(dave, "cs_3", "pro", Payment.Status.REFUNDED, reversed_amount=Decimal("15.00"))
-    payment(bob, "cs_4", "pro", Payment.Status.OPEN, credited=False)
-    payment(bob, "cs_5", "starter", Payment.Status.EXPIRED, credited=False)
-    return boss
+    return seed_statistics(settings)
 
 
 def test_it_counts_what_the_tables_hold(seeded):
@@ -282,53 +188,3 @@ def test_it_runs_the_same_number_of_queries_whatever_the_volume(seeded):
     print(f"\nStatistics page: {before} queries, {after} with more data")
     assert after == before
     assert before <= 12
-
-
-CHART_JS = """() => ['chart-jobs-status', 'chart-jobs-model'].map((id) => {
-  const chart = window.Chart && window.Chart.getChart(id);
-  return chart ? chart.data.datasets.map((set) => [set.label, set.data.reduce((a, b) => a + b, 0)]) : null;
-})"""
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_browser_draws_the_charts(seeded, live_server, settings):
-    from playwright.sync_api import sync_playwright
-
-    settings.WHITENOISE_USE_FINDERS = True
-    client = logged_in(seeded)
-    errors = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(e2e.CHROMIUM), args=e2e.CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1000})
-            context.add_cookies(
-                [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-            )
-            page = context.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            # Every script and stylesheet loads (the admin links no favicon; the browser asks anyway).
-            page.on(
-                "response",
-                lambda reply: (
-                    reply.status >= 400
-                    and not reply.url.endswith("/favicon.ico")
-                    and errors.append(f"{reply.status} {reply.url}")
-                ),
-            )
-            page.goto(f"{live_server.url}{URL}")
-            page.wait_for_function("() => window.Chart && window.Chart.getChart('chart-jobs-model')")
-            by_status, by_model = page.evaluate(CHART_JS)
-            page.screenshot(path="/tmp/admin_statistics.png", full_page=True)
-        finally:
-            browser.close()
-
-    assert errors == []
-    assert dict(by_status) == {
-        "Waiting": 1,
-        "Separating": 1,
-        "Done": 4,
-        "Failed": 2,
-        "Cancelled": 1,
-        "Sign-ups": 4,
-    }
-    assert dict(by_model) == {"demo": 4, "htdemucs": 4, "htdemucs_6s": 1}

@@ -9,7 +9,7 @@ from tests.jobs import make_job
 from webhooks import services, tasks
 from webhooks.models import Delivery
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def test_it_shows_endpoints_and_deliveries_with_attempts_but_no_secret(admin_client, media, settings):

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def test_it_answers_the_api_root_without_auth(api_client):

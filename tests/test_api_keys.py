@@ -3,6 +3,7 @@
 import logging
 from datetime import timedelta
 
+import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -10,9 +11,11 @@ from rest_framework.test import APIClient
 from accounts.models import UserAPIKey
 from accounts.services import api_key_create, api_key_revoke
 from separation.models import Job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import bearer_client, logged_in
 from tests.factories import UserFactory
+
+pytestmark = pytest.mark.unit
 
 
 def key_client(key: str) -> APIClient:

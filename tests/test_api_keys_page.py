@@ -13,6 +13,8 @@ from playwright.sync_api import sync_playwright
 from tests import e2e
 from tests.factories import UserFactory
 
+pytestmark = pytest.mark.browser
+
 SCREENSHOTS = Path("/tmp")
 # How far the page sticks out sideways (0: it fits the viewport).
 OVERFLOW_JS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"

@@ -17,7 +17,7 @@ from separation.worker import job_run
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def test_a_requeued_job_never_reuses_the_attempt_number_of_a_stalled_run(settings):

@@ -12,13 +12,14 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import F
-from django.utils import timezone
 
 from accounts.models import User
 from credits.management.commands import audit_ledger
 from credits.models import CreditTransaction, Payment
 from credits.services import ledger_append
-from tests.factories import UserFactory
+from tests.factories import UserFactory, disputed_payment
+
+pytestmark = pytest.mark.unit
 
 Kind = CreditTransaction.Kind
 MANAGE_PY = Path(__file__).resolve().parent.parent / "manage.py"
@@ -133,27 +134,9 @@ def test_it_exits_zero_then_one_from_the_command_line():
 # Payments and shortfalls
 
 
-def _owing(user, shortfall="25") -> Payment:
-    """A disputed purchase whose credits were all spent: balance 0, the whole pack owed."""
-    ledger_append(user_id=user.pk, amount=-user.credits, kind=Kind.JOB_CHARGE, description="Job", reference="j")
-    return Payment.objects.create(
-        provider="stripe",
-        provider_session_id=f"cs_test_{user.pk}",
-        payment_intent_id=f"pi_test_{user.pk}",
-        user=user,
-        pack_id="standard",
-        credits=Decimal("25"),
-        amount=Decimal("4.00"),
-        currency="usd",
-        status=Payment.Status.DISPUTED,
-        credited_at=timezone.now(),
-        credits_shortfall=Decimal(shortfall),
-    )
-
-
 @pytest.mark.django_db
 def test_it_lists_an_open_shortfall_as_a_warning_and_still_passes(user):
-    payment = _owing(user)
+    payment = disputed_payment(user, shortfall="25")
 
     out, err = _audit()
 
@@ -168,7 +151,7 @@ def test_it_lists_an_open_shortfall_as_a_warning_and_still_passes(user):
 
 @pytest.mark.django_db
 def test_it_fails_on_an_open_shortfall_with_strict(user):
-    _owing(user)
+    disputed_payment(user, shortfall="25")
     err = StringIO()
 
     with pytest.raises(CommandError) as raised:
@@ -180,7 +163,7 @@ def test_it_fails_on_an_open_shortfall_with_strict(user):
 
 @pytest.mark.django_db
 def test_it_passes_without_a_word_on_shortfalls_once_repaid(user):
-    _owing(user)
+    disputed_payment(user, shortfall="25")
     ledger_append(user_id=user.pk, amount=Decimal("30"), kind=Kind.ADMIN_GRANT, description="Gift", reference="g")
 
     out, err = _audit()
@@ -191,7 +174,7 @@ def test_it_passes_without_a_word_on_shortfalls_once_repaid(user):
 
 @pytest.mark.django_db
 def test_it_fails_on_credits_back_that_did_not_repay_an_open_shortfall(user):
-    payment = _owing(user)
+    payment = disputed_payment(user, shortfall="25")
     # Credits posted behind the ledger service's back, skipping the repayment.
     User.objects.filter(pk=user.pk).update(credits=Decimal("5"))
     CreditTransaction.objects.create(
@@ -217,7 +200,7 @@ def test_it_fails_on_credits_back_that_did_not_repay_an_open_shortfall(user):
     ],
 )
 def test_it_fails_on_a_payment_counter_that_is_not_the_sum_of_its_rows(user, field, kind):
-    payment = _owing(user, shortfall="20")
+    payment = disputed_payment(user, shortfall="20")
     # (credits_reinstated has a CHECK against what was taken: raise that too, in the same update.)
     Payment.objects.filter(pk=payment.pk).update(**{"credits_reversed": Decimal("5"), field: Decimal("5")})
 

@@ -11,7 +11,7 @@ from django.test import Client
 from accounts.models import User
 from tests.factories import PASSWORD, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def _balance(html: str) -> str:

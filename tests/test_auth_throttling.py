@@ -11,7 +11,7 @@ from tests.factories import PASSWORD, UserFactory
 LOGIN = "/api/auth/login"
 REGISTER = "/api/auth/register"
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def _limit(scope: str) -> int:

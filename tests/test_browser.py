@@ -11,6 +11,7 @@ import pytest
 from django.core import mail
 from playwright.sync_api import sync_playwright
 
+from testkit.audio import write_wav
 from tests import e2e
 
 STEMS = {"drums", "bass", "other", "vocals"}
@@ -36,7 +37,7 @@ IMAGE_WIDTH_JS = """(img) => img.complete ? img.naturalWidth : new Promise((reso
   img.addEventListener('error', () => resolve(0), {once: true});
 })"""
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_it_signs_up_uploads_and_plays_the_stems_in_a_browser(live_server, clust
     page.goto(f"{base}/dashboard/")
     assert page.get_by_test_id("balance").inner_text() == "3"
 
-    song = e2e.write_wav(tmp_path / "browser song.wav", SONG_SECONDS)
+    song = write_wav(tmp_path / "browser song.wav", SONG_SECONDS)
     page.set_input_files("#id_file", str(song))
     with page.expect_response(lambda response: response.url.endswith("/static/js/poll.js")) as script:
         page.get_by_role("button", name="Upload and separate").click()

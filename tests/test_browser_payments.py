@@ -12,16 +12,16 @@ from django.test import Client
 from playwright.sync_api import sync_playwright
 
 from credits.models import CreditTransaction, Payment, Subscription
+from testkit.stripe import FakeStripe, new_id, sign
 from tests import e2e
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.square import WEBHOOK_PATH, FakeSquare, configure_square
 from tests.stripe_billing import checkout_completed, configure_subscriptions, invoice, subscription_event
-from tests.test_payments_support import FakeStripe, new_id, sign
 
 SCREENSHOTS = Path("/tmp")
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @contextmanager

@@ -11,6 +11,8 @@ from django.core.management import CommandError, call_command
 
 from separation.demo_models import PRESETS, create_demo_model
 
+pytestmark = pytest.mark.slow
+
 
 def run_command(**options) -> str:
     out = StringIO()

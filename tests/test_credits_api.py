@@ -10,7 +10,7 @@ from tests.conftest import balance, bearer_client
 
 Kind = CreditTransaction.Kind
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def test_it_returns_the_balance(user, user_client):

@@ -12,7 +12,7 @@ from tests.conftest import balance, logged_in
 
 Kind = CreditTransaction.Kind
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import io
 import uuid
 from decimal import Decimal
 
+import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -14,6 +15,8 @@ from demucs_service import csv_export
 from tests.conftest import bearer_client, logged_in
 from tests.factories import UserFactory
 from tests.jobs import make_job
+
+pytestmark = pytest.mark.unit
 
 
 def read_csv(response) -> list[dict]:

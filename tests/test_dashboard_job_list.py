@@ -14,7 +14,7 @@ from tests.conftest import logged_in
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def dashboard(user) -> str:

@@ -12,6 +12,8 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 from separation.models import Job
 from tests.conftest import balance, logged_in
 
+pytestmark = pytest.mark.unit
+
 
 def _database_down(monkeypatch):
     def refuse(self, *args, **kwargs):

@@ -6,7 +6,9 @@ import subprocess
 import pytest
 import yaml
 
-from tests.e2e import REPO_ROOT
+from testkit.processes import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
 
 GPU_OVERRIDE = "deploy/docker-compose.gpu.yml"
 

@@ -3,7 +3,7 @@ on the test database behind Debian's Caddy with its own local CA (`tls internal`
 with curl over HTTPS. Django trusts the proxy's scheme (BEHIND_TLS_PROXY), so it sends HSTS,
 Secure cookies, and accepts a login form posted from the HTTPS origin.
 
-gunicorn starts as the reliability suite starts it (reliability/harness.py). Caddy runs the
+gunicorn starts as the reliability suite starts it (testkit/servers.py). Caddy runs the
 committed deploy/Caddyfile.local-test (which imports deploy/app.caddy, the site block
 deploy/Caddyfile uses for a real domain), with HOME and XDG_* in tmp so that its CA,
 certificates and state belong to the test."""
@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from reliability.harness import collect_static, free_port, server_env, start_gunicorn, start_process, stop_group
-from tests import e2e
-from tests.e2e import REPO_ROOT, wait_until
+from testkit.http import wait_until
+from testkit.processes import REPO_ROOT, database_url, free_port, start_process, stop_group
+from testkit.servers import collect_static, server_env, start_gunicorn
 from tests.factories import UserFactory
+
+pytestmark = pytest.mark.e2e
 
 SECRET_KEY = "deploy-tls-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "a-long-tls-test-password-42"
@@ -98,7 +100,7 @@ def tls_stack(transactional_db, static_root, tmp_path):
             start_gunicorn(
                 port=gunicorn_port,
                 env=server_env(
-                    DATABASE_URL=e2e.database_url(),
+                    DATABASE_URL=database_url(),
                     DEBUG="0",
                     SECRET_KEY=SECRET_KEY,
                     ALLOWED_HOSTS="localhost",
@@ -191,18 +193,15 @@ def test_login_through_caddy_sets_secure_cookies(tls_stack):
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.body).group(1)
 
     # A form posted from the HTTPS origin (CSRF_TRUSTED_ORIGINS) logs in.
+    fields = (f"csrfmiddlewaretoken={token}", "login=tlsuser", f"password={PASSWORD}")
+    login_form = [part for field in fields for part in ("--data-urlencode", field)]
     reply = curl(
         login_url,
         "-H",
         f"Origin: {stack.base_url}",
         "-H",
         f"Referer: {login_url}",
-        "--data-urlencode",
-        f"csrfmiddlewaretoken={token}",
-        "--data-urlencode",
-        "login=tlsuser",
-        "--data-urlencode",
-        f"password={PASSWORD}",
+        *login_form,
     )
     assert reply.status == 302, reply.body[-2000:]
     session = reply.cookie("sessionid")
@@ -219,12 +218,7 @@ def test_login_through_caddy_sets_secure_cookies(tls_stack):
         login_url,
         "-H",
         "Origin: https://evil.example",
-        "--data-urlencode",
-        f"csrfmiddlewaretoken={token}",
-        "--data-urlencode",
-        "login=tlsuser",
-        "--data-urlencode",
-        f"password={PASSWORD}",
+        *login_form,
     )
     assert forged.status == 403
 

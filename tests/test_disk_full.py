@@ -11,12 +11,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from separation.maintenance import ORPHAN_GRACE_SECONDS, jobs_delete_expired
 from separation.models import Job
-from tests.audio import files_under, tone_bytes
+from testkit.audio import files_under, tone_bytes
 from tests.conftest import balance
 from tests.disks import small_disk
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def post(client, content: bytes):

@@ -7,15 +7,15 @@ import pytest
 from django.core import mail
 
 from credits.models import CreditTransaction
-from reliability.harness import free_port
 from separation.models import Job
 from separation.services import job_fail
 from separation.tasks import separate_next_job
+from testkit.processes import free_port
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 ERROR = "The separation failed unexpectedly. Your credits were refunded; please try again."
 

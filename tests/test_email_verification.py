@@ -18,12 +18,12 @@ from accounts.models import User
 from accounts.services import email_address_verify
 from credits.models import CreditTransaction
 from credits.services import ledger_append
-from reliability.harness import free_port
 from separation.models import Job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
+from testkit.processes import free_port
 from tests.factories import PASSWORD, UserFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 LINK = re.compile(r"https?://[^\s\"<>]+/accounts/confirm-email/[^\s\"<>]+/")
 BANNER = 'data-testid="verify-banner"'

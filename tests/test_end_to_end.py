@@ -14,9 +14,12 @@ from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
 from separation.maintenance import WORKER_LOST, jobs_reap
 from separation.models import Job
+from testkit.audio import SAMPLERATE, read_audio, write_wav
+from testkit.http import get, wait_until
+from testkit.processes import stop_group
 from tests import e2e
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 STEMS = {"drums", "bass", "other", "vocals"}
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -27,12 +30,12 @@ def poll_job(base_url, token, job_id, *, until, timeout=120.0, interval=0.25):
     seen = []
 
     def check():
-        reply = e2e.get(f"{base_url}/api/status/{job_id}", token)
+        reply = get(f"{base_url}/api/status/{job_id}", token)
         assert reply.status == 200, reply.body
         seen.append(reply.json())
         return until(seen[-1])
 
-    e2e.wait_until(check, timeout=timeout, interval=interval, message=lambda: f"job {job_id}: last {seen[-1:]}")
+    wait_until(check, timeout=timeout, interval=interval, message=lambda: f"job {job_id}: last {seen[-1:]}")
     return seen
 
 
@@ -46,8 +49,8 @@ def test_it_separates_a_30_second_song_through_the_api_and_a_real_worker(live_se
     base = live_server.url
     cluster_factory()
     token = e2e.register(base, "e2e_listener")
-    song = e2e.write_wav(tmp_path / "thirty seconds.wav", 30)
-    frames = 30 * e2e.SAMPLERATE
+    song = write_wav(tmp_path / "thirty seconds.wav", 30)
+    frames = 30 * SAMPLERATE
 
     accepted = upload_ok(base, token, song)
     started = time.monotonic()
@@ -71,7 +74,7 @@ def test_it_separates_a_30_second_song_through_the_api_and_a_real_worker(live_se
     assert "PROCESSING" in {job["status"] for job in seen}
     assert {stem["name"] for stem in final["stem_files"]} == STEMS
 
-    reply = e2e.get(f"{base}/api/download/{accepted['job_id']}", token)
+    reply = get(f"{base}/api/download/{accepted['job_id']}", token)
     assert reply.status == 200, reply.body
     assert reply.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(reply.body)) as bundle:
@@ -79,19 +82,19 @@ def test_it_separates_a_30_second_song_through_the_api_and_a_real_worker(live_se
         names = bundle.namelist()
         assert sorted(name.rsplit("/", 1)[-1] for name in names) == sorted(f"{stem}.wav" for stem in STEMS)
         for name in names:
-            samples, samplerate = e2e.read_audio(bundle.read(name))
-            assert samplerate == e2e.SAMPLERATE, name
+            samples, samplerate = read_audio(bundle.read(name))
+            assert samplerate == SAMPLERATE, name
             assert samples.shape == (frames, 2), name
             assert abs(samples).max() > 0, f"{name} is silent"
 
     # Each stem is also served on its own, as the player uses it.
     for stem in final["stem_files"]:
-        reply = e2e.get(stem["url"], token)
+        reply = get(stem["url"], token)
         assert reply.status == 200
         assert reply.headers["content-type"] == "audio/wav"
-        assert e2e.read_audio(reply.body)[0].shape == (frames, 2)
+        assert read_audio(reply.body)[0].shape == (frames, 2)
 
-    me = e2e.get(f"{base}/api/auth/me", token).json()
+    me = get(f"{base}/api/auth/me", token).json()
     assert Decimal(me["credits"]) == 2
     assert ledger_violations() == []
 
@@ -104,7 +107,7 @@ def test_it_fails_and_refunds_once_a_job_whose_worker_was_killed(live_server, cl
     settings.JOB_STALE_SECONDS = 5
     settings.JOB_MAX_ATTEMPTS = 1
     token = e2e.register(base, "e2e_unlucky")
-    song = e2e.write_wav(tmp_path / "two minutes.wav", 120)
+    song = write_wav(tmp_path / "two minutes.wav", 120)
 
     accepted = upload_ok(base, token, song)
     job_id = accepted["job_id"]
@@ -117,7 +120,7 @@ def test_it_fails_and_refunds_once_a_job_whose_worker_was_killed(live_server, cl
     cluster.kill()
     killed_at = time.monotonic()
     assert cluster.process.poll() is not None
-    e2e.wait_until(lambda: not cluster.live_processes(), timeout=10, message="the workers to die with the cluster")
+    wait_until(lambda: not cluster.live_processes(), timeout=10, message="the workers to die with the cluster")
 
     job = Job.objects.get(pk=job_id)
     assert job.status == Job.Status.PROCESSING
@@ -125,7 +128,7 @@ def test_it_fails_and_refunds_once_a_job_whose_worker_was_killed(live_server, cl
     # Nothing reaps a job whose heartbeat is fresh.
     assert jobs_reap()["failed"] == 0
 
-    e2e.wait_until(
+    wait_until(
         lambda: Job.objects.get(pk=job_id).heartbeat_at < timezone.now() - timedelta(seconds=5.5),
         timeout=30,
         message="the heartbeat to go stale",
@@ -135,7 +138,7 @@ def test_it_fails_and_refunds_once_a_job_whose_worker_was_killed(live_server, cl
     print(f"\nKill -> FAILED (reaper called once the heartbeat was 5 s stale): {failed_at - killed_at:.2f} s")
     assert counts == {"requeued": 0, "failed": 1, "reenqueued": 0}
 
-    status = e2e.get(f"{base}/api/status/{job_id}", token).json()
+    status = get(f"{base}/api/status/{job_id}", token).json()
     assert status["status"] == "FAILED"
     assert status["error"] == WORKER_LOST
     assert status["download_url"] is None
@@ -145,7 +148,7 @@ def test_it_fails_and_refunds_once_a_job_whose_worker_was_killed(live_server, cl
     job = Job.objects.get(pk=job_id)
     refunds = CreditTransaction.objects.filter(user=job.user, kind=CreditTransaction.Kind.JOB_REFUND)
     assert [(row.amount, row.reference) for row in refunds] == [(Decimal(1), f"job:{job_id}")]
-    assert Decimal(e2e.get(f"{base}/api/auth/me", token).json()["credits"]) == 3
+    assert Decimal(get(f"{base}/api/auth/me", token).json()["credits"]) == 3
     assert ledger_violations() == []
 
 
@@ -157,24 +160,24 @@ def test_it_loads_the_model_once_per_worker_process(live_server, cluster_factory
     cluster = cluster_factory("qcluster-first")
     token = e2e.register(base, "e2e_regular")
 
-    first = upload_ok(base, token, e2e.write_wav(tmp_path / "first.wav", 5))
+    first = upload_ok(base, token, write_wav(tmp_path / "first.wav", 5))
     assert poll_job(base, token, first["job_id"], until=lambda job: job["status"] in TERMINAL)[-1]["status"] == (
         "COMPLETED"
     )
 
     (models / "demo.th").write_bytes(b"not a torch file")
-    second = upload_ok(base, token, e2e.write_wav(tmp_path / "second.wav", 30))
+    second = upload_ok(base, token, write_wav(tmp_path / "second.wav", 30))
     started = time.monotonic()
     final = poll_job(base, token, second["job_id"], until=lambda job: job["status"] in TERMINAL)[-1]
     print(f"\nEnd to end, 30 s clip, model already loaded in the worker: {time.monotonic() - started:.2f} s")
     assert final["status"] == "COMPLETED", final
 
     # The premise: a worker that does load the file now fails, and refunds.
-    e2e.stop_cluster(cluster.process)
+    stop_group(cluster.process)
     cluster_factory("qcluster-fresh")
-    third = upload_ok(base, token, e2e.write_wav(tmp_path / "third.wav", 5))
+    third = upload_ok(base, token, write_wav(tmp_path / "third.wav", 5))
     final = poll_job(base, token, third["job_id"], until=lambda job: job["status"] in TERMINAL)[-1]
     assert final["status"] == "FAILED", final
     assert "not available" in final["error"]
-    assert Decimal(e2e.get(f"{base}/api/auth/me", token).json()["credits"]) == 1
+    assert Decimal(get(f"{base}/api/auth/me", token).json()["credits"]) == 1
     assert ledger_violations() == []

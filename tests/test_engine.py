@@ -21,8 +21,10 @@ from separation.engine import (
     ModelUnavailable,
     SeparationAborted,
 )
-from tests.audio import make_song, png_bytes, tones, write_audio
+from testkit.audio import make_song, png_bytes, tones, write_audio
 from tests.echo_model import write_echo_model
+
+pytestmark = pytest.mark.slow
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 MP3_FRAME = 1152

@@ -14,7 +14,9 @@ import torch
 
 from separation import engine
 from separation.engine import EngineConfig
-from tests.audio import tones, write_audio
+from testkit.audio import tones, write_audio
+
+pytestmark = pytest.mark.slow
 
 TOLERANCE = 1e-4  # max absolute difference, on [-1, 1] samples
 BAG_WEIGHTS = [[1.0, 0.5, 0.0, 2.0], [0.25, 1.0, 1.0, 0.0]]  # only the first member makes vocals

@@ -13,7 +13,7 @@ from tests.factories import UserFactory
 from tests.jobs import make_job
 from tests.threads import run_together
 
-pytestmark = pytest.mark.usefixtures("demo_model")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_model")]
 
 
 def upload_several(user, count: int) -> list[Job]:

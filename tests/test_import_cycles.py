@@ -9,6 +9,10 @@ later, nor those under `if TYPE_CHECKING:`, which never run.
 import ast
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("accounts", "credits", "separation", "webhooks", "demucs_service", "bench", "reliability", "tests")
 

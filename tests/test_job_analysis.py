@@ -12,11 +12,14 @@ from separation.analysis import audio_analyse, job_analyse
 from separation.models import Job
 from separation.services import job_delete_files
 from separation.tasks import separate_next_job
+from testkit.audio import write_audio, write_wav
+from testkit.http import get, wait_until
 from tests import e2e
-from tests.audio import write_audio
 from tests.conftest import bearer_client
 from tests.factories import UserFactory
 from tests.jobs import make_job
+
+pytestmark = pytest.mark.e2e
 
 SAMPLERATE = 44100
 C_MAJOR = [(60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67)]  # I IV V I
@@ -120,15 +123,13 @@ def test_a_completed_job_is_analysed_by_the_maintenance_worker(live_server, clus
     cluster_factory("separation")
     cluster_factory("maintenance", Q_CLUSTER_NAME="maintenance")
     token = e2e.register(live_server.url, "analysed_listener")
-    accepted = e2e.upload(live_server.url, token, e2e.write_wav(tmp_path / "song.wav", 8))
+    accepted = e2e.upload(live_server.url, token, write_wav(tmp_path / "song.wav", 8))
     assert accepted.status == 202, accepted.body
     status_url = f"{live_server.url}/api/status/{accepted.json()['job_id']}"
 
-    e2e.wait_until(
-        lambda: e2e.get(status_url, token).json()["analysis"] is not None, timeout=180, message="the analysis"
-    )
+    wait_until(lambda: get(status_url, token).json()["analysis"] is not None, timeout=180, message="the analysis")
 
-    status = e2e.get(status_url, token).json()
+    status = get(status_url, token).json()
     assert status["status"] == "COMPLETED"
     assert set(status["analysis"]) == {"bpm", "tempo_confidence", "key", "key_confidence", "seconds"}
     assert status["analysis"]["seconds"] == 8.0

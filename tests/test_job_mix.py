@@ -13,11 +13,11 @@ from separation.engine.remix import remix_encoded
 from separation.models import Job
 from separation.services import job_delete_files
 from separation.tasks import separate_next_job
-from tests.audio import tones, write_audio
+from testkit.audio import tones, write_audio
 from tests.conftest import bearer_client, logged_in
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 @pytest.fixture

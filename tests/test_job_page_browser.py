@@ -18,11 +18,12 @@ from separation.analysis import job_analyse
 from separation.models import Job
 from separation.services import job_fail, job_report_progress
 from separation.tasks import separate_next_job
+from testkit.audio import write_wav
 from tests import e2e
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("demo_model")]
 
 SONG_SECONDS = 40
 MAX_DRIFT_SECONDS = 0.020
@@ -65,7 +66,7 @@ def logged_in_page(browser, live_server, user, width=1280, height=900):
 
 def completed_job(tmp_path) -> Job:
     user = UserFactory()
-    song = e2e.write_wav(tmp_path / "Browser Song.wav", SONG_SECONDS)
+    song = write_wav(tmp_path / "Browser Song.wav", SONG_SECONDS)
     job = make_job(user, "Browser Song.wav", content=song.read_bytes())
     separate_next_job()
     job.refresh_from_db()

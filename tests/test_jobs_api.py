@@ -17,13 +17,13 @@ from django.utils.dateparse import parse_datetime
 from credits.models import CreditTransaction
 from separation.models import Job
 from separation.tasks import separate_next_job
-from tests.audio import files_under
+from testkit.audio import files_under
 from tests.conftest import balance, bearer_client
 
 Kind = CreditTransaction.Kind
 STEMS = ["drums", "bass", "other", "vocals"]
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def upload(client, song: bytes, name: str = "My Song.wav", **fields) -> Job:

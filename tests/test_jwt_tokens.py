@@ -16,7 +16,7 @@ from tests.factories import PASSWORD
 
 PROTECTED = ["/api/auth/me", "/api/credits/balance"]
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def _b64(data: dict) -> str:

@@ -15,7 +15,7 @@ from tests.threads import run_together
 
 Kind = CreditTransaction.Kind
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
 
 THREADS = 16
 

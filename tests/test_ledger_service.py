@@ -13,7 +13,7 @@ from tests.conftest import balance
 
 Kind = CreditTransaction.Kind
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def _rows(user) -> int:

@@ -15,33 +15,22 @@ from credits.selectors import credit_statistics
 from credits.services import credits_admin_grant, credits_purchase_simulated, ledger_append
 from separation import catalog
 from separation.services import job_cancel, job_refund_by_admin
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
+from testkit.stripe import completed, deliver, disputed, new_id, refunded
 from tests.conftest import balance
 from tests.jobs import make_job
-from tests.test_payments_support import (
-    assert_ledger_consistent,
-    completed,
-    configure_stripe,
-    deliver,
-    disputed,
-    new_id,
-    refunded,
-)
 
 Kind = CreditTransaction.Kind
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("stripe_on", "demo_model")]
 
 # With one credit a second, this clip costs 7: four jobs spend the 28 of a bonus and a 25-pack.
 SEVEN_CREDIT_SONG = tone_bytes(seconds=6.5)
 
 
 @pytest.fixture(autouse=True)
-def _stripe_and_price(settings, db, monkeypatch):
-    configure_stripe(settings)
+def _a_credit_a_second(monkeypatch):
     monkeypatch.setattr(catalog, "PRICE_PERIOD_SECONDS", 1)
-    yield
-    assert_ledger_consistent()
 
 
 def _ids():

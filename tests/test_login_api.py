@@ -8,7 +8,7 @@ from tests.factories import PASSWORD, UserFactory
 
 URL = "/api/auth/login"
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 @pytest.fixture

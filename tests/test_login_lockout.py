@@ -8,7 +8,7 @@ from django.test import Client
 
 from tests.factories import PASSWORD
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 # The documented defaults: THROTTLE_LOGIN_ACCOUNT=5/minute, THROTTLE_LOGIN_IP=20/minute.
 PER_ACCOUNT_AND_ADDRESS = 5
@@ -140,9 +140,9 @@ def test_failures_on_the_page_and_the_api_count_together(api_client, user):
 
 
 def test_num_proxies_drives_allauths_client_address(tmp_path):
-    from tests.test_settings import _settings
+    from tests.settings_probe import settings_values
 
-    found = _settings(
+    found = settings_values(
         tmp_path,
         ["ALLAUTH_TRUSTED_PROXY_COUNT", "ACCOUNT_RATE_LIMITS"],
         DEBUG="1",

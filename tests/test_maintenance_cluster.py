@@ -9,21 +9,23 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from separation.models import Job
+from testkit.audio import write_wav
+from testkit.http import wait_until
 from tests import e2e
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_the_reaper_runs_while_every_separation_worker_is_busy(live_server, cluster_factory, tmp_path, settings):
     cluster_factory("separation")  # one separation worker
     cluster_factory("maintenance", Q_CLUSTER_NAME="maintenance", JOB_STALE_SECONDS="10")
     token = e2e.register(live_server.url, "busy_listener")
-    accepted = e2e.upload(live_server.url, token, e2e.write_wav(tmp_path / "long.wav", 240))
+    accepted = e2e.upload(live_server.url, token, write_wav(tmp_path / "long.wav", 240))
     assert accepted.status == 202, accepted.body
     long_job = Job.objects.get(pk=accepted.json()["job_id"])
-    e2e.wait_until(
+    wait_until(
         lambda: Job.objects.get(pk=long_job.pk).status == Job.Status.PROCESSING, timeout=60, message="the long job"
     )
     # A job whose worker died a while ago: the reaper's to find.
@@ -34,8 +36,6 @@ def test_the_reaper_runs_while_every_separation_worker_is_busy(live_server, clus
 
     async_task("separation.tasks.jobs_reap", cluster=settings.MAINTENANCE_CLUSTER)  # as its schedule does
 
-    e2e.wait_until(
-        lambda: Job.objects.get(pk=lost.pk).status != Job.Status.PROCESSING, timeout=30, message="the reaper"
-    )
+    wait_until(lambda: Job.objects.get(pk=lost.pk).status != Job.Status.PROCESSING, timeout=30, message="the reaper")
     assert Job.objects.get(pk=long_job.pk).status == Job.Status.PROCESSING  # still separating meanwhile
     assert Job.objects.get(pk=lost.pk).status == Job.Status.PENDING  # requeued for another attempt

@@ -8,15 +8,19 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from credits.services import credits_admin_grant
-from reliability.harness import free_port
 from separation.models import Job
 from separation.services import job_fail
+from testkit.audio import write_wav
+from testkit.http import get, http, wait_until
+from testkit.processes import free_port
 from tests import e2e
 from tests.jobs import make_job
 from tests.webhook_receiver import Receiver
 from webhooks import services as webhook_services
 from webhooks import tasks as webhook_tasks
 from webhooks.models import Delivery
+
+pytestmark = pytest.mark.e2e
 
 TOKEN = "scrape-me-0123456789"
 
@@ -102,19 +106,19 @@ def test_it_answers_during_an_end_to_end_job_and_the_worker_serves_its_own(
     port = free_port()
     cluster_factory(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "worker-metrics"), WORKER_METRICS_PORT=str(port))
     token = e2e.register(base, "metrics_listener")
-    reply = e2e.upload(base, token, e2e.write_wav(tmp_path / "song.wav", 30))
+    reply = e2e.upload(base, token, write_wav(tmp_path / "song.wav", 30))
     assert reply.status == 202, reply.body
     job_id = reply.json()["job_id"]
 
     def web_figures():
-        reply = e2e.http("GET", f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        reply = http("GET", f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
         assert reply.status == 200, reply.body
         return samples(reply.body.decode())
 
     processing = ("stemfold_jobs", (("model", "demo"), ("state", "PROCESSING")))
-    e2e.wait_until(lambda: web_figures().get(processing) == 1, timeout=60, message="no PROCESSING job in /metrics")
-    e2e.wait_until(
-        lambda: e2e.get(f"{base}/api/status/{job_id}", token).json()["status"] == "COMPLETED",
+    wait_until(lambda: web_figures().get(processing) == 1, timeout=60, message="no PROCESSING job in /metrics")
+    wait_until(
+        lambda: get(f"{base}/api/status/{job_id}", token).json()["status"] == "COMPLETED",
         timeout=120,
         message="the job did not complete",
     )
@@ -122,7 +126,7 @@ def test_it_answers_during_an_end_to_end_job_and_the_worker_serves_its_own(
     web = web_figures()
     assert web[("stemfold_jobs", (("model", "demo"), ("state", "COMPLETED")))] == 1
     assert web[("stemfold_ledger_credits_total", (("kind", "job_charge"),))] == 1
-    worker = samples(e2e.http("GET", f"http://127.0.0.1:{port}/metrics").body.decode())
+    worker = samples(http("GET", f"http://127.0.0.1:{port}/metrics").body.decode())
     rate = ("stemfold_separation_seconds_per_audio_second_count", (("device", "cpu"), ("model", "demo")))
     assert worker[rate] == 1
     assert worker[("stemfold_job_wait_seconds_count", ())] == 1

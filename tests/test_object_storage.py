@@ -18,12 +18,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from demucs_service.middleware.content_security_policy import bucket_origin, content_security_policy
-from reliability.harness import free_port
 from separation.maintenance import jobs_delete_expired
 from separation.models import Job
+from testkit.audio import tone_bytes, write_wav
+from testkit.http import get, http, wait_until
+from testkit.processes import free_port
 from tests import e2e
-from tests.audio import tone_bytes
 from tests.conftest import balance
+
+pytestmark = pytest.mark.e2e
 
 BUCKET = "stemfold-test"
 STEMS = {"drums", "bass", "other", "vocals"}
@@ -39,7 +42,7 @@ class MotoServer:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        e2e.wait_until(self._answers, timeout=30, message="moto's server did not start")
+        wait_until(self._answers, timeout=30, message="moto's server did not start")
         self.client = boto3.client(
             "s3",
             endpoint_url=self.endpoint,
@@ -131,14 +134,14 @@ def test_it_separates_with_the_worker_on_a_disk_of_its_own_and_only_the_bucket_b
     base = live_server.url
     token = e2e.register(base, "bucket_listener")
 
-    reply = e2e.upload(base, token, e2e.write_wav(tmp_path / "song.wav", 20))
+    reply = e2e.upload(base, token, write_wav(tmp_path / "song.wav", 20))
     assert reply.status == 202, reply.body
     job_id = reply.json()["job_id"]
     assert f"jobs/{job_id}/input.wav" in s3.keys()
     assert not (web_media / "jobs").exists() or not any((web_media / "jobs").iterdir())
 
-    e2e.wait_until(
-        lambda: e2e.get(f"{base}/api/status/{job_id}", token).json()["status"] in {"COMPLETED", "FAILED"},
+    wait_until(
+        lambda: get(f"{base}/api/status/{job_id}", token).json()["status"] in {"COMPLETED", "FAILED"},
         timeout=300,
         message="the job did not finish",
     )
@@ -149,13 +152,13 @@ def test_it_separates_with_the_worker_on_a_disk_of_its_own_and_only_the_bucket_b
     assert job.zip_file in stored
     assert job.storage_bytes == sum(stored.values())  # the quota counts what the bucket holds
     scratch = worker_media / "jobs" / job_id
-    e2e.wait_until(lambda: not scratch.exists(), timeout=30, message="the worker's scratch copies to go")
+    wait_until(lambda: not scratch.exists(), timeout=30, message="the worker's scratch copies to go")
     assert not (web_media / "jobs" / job_id).exists()
 
     status, location = get_without_following(f"{base}/api/download/{job_id}", token)
     assert status == 302
     assert location.startswith(f"{s3.endpoint}/{BUCKET}/jobs/{job_id}/") and "X-Amz-Signature=" in location
-    archive = e2e.http("GET", location)
+    archive = http("GET", location)
     assert archive.status == 200
     assert "attachment" in archive.headers["content-disposition"]
     with zipfile.ZipFile(io.BytesIO(archive.body)) as bundle:
@@ -163,13 +166,13 @@ def test_it_separates_with_the_worker_on_a_disk_of_its_own_and_only_the_bucket_b
 
     status, location = get_without_following(f"{base}/api/download/{job_id}/vocals", token)
     assert status == 302
-    part = e2e.http("GET", location, headers={"Range": "bytes=100-199"})
+    part = http("GET", location, headers={"Range": "bytes=100-199"})
     assert part.status == 206
     assert len(part.body) == 100
     assert part.headers["content-type"] == "audio/wav"
 
     other = e2e.register(base, "bucket_stranger")
-    assert e2e.get(f"{base}/api/download/{job_id}", other).status == 404
+    assert get(f"{base}/api/download/{job_id}", other).status == 404
 
     Job.objects.filter(pk=job_id).update(finished_at=timezone.now() - timedelta(days=30))
     jobs_delete_expired()
@@ -188,28 +191,28 @@ def test_it_fails_and_refunds_a_job_whose_outputs_the_bucket_refuses(
     base = live_server.url
     token = e2e.register(base, "bucket_refused")
     # A minute at 8 kHz: a small upload that the worker still takes seconds to separate.
-    reply = e2e.upload(base, token, e2e.write_wav(tmp_path / "long.wav", 60, samplerate=8000))
+    reply = e2e.upload(base, token, write_wav(tmp_path / "long.wav", 60, samplerate=8000))
     assert reply.status == 202, reply.body
     job_id = reply.json()["job_id"]
 
-    e2e.wait_until(
-        lambda: e2e.get(f"{base}/api/status/{job_id}", token).json()["progress"] > 0,
+    wait_until(
+        lambda: get(f"{base}/api/status/{job_id}", token).json()["progress"] > 0,
         timeout=300,
         interval=0.05,
         message="the worker did not start separating",
     )
     s3.reset()  # the input was fetched; the outputs will have nowhere to go
 
-    e2e.wait_until(
-        lambda: e2e.get(f"{base}/api/status/{job_id}", token).json()["status"] == "FAILED",
+    wait_until(
+        lambda: get(f"{base}/api/status/{job_id}", token).json()["status"] == "FAILED",
         timeout=300,
         message="the job did not fail",
     )
     job = Job.objects.get(pk=job_id)
     assert "could not store your stems" in job.error
-    assert e2e.get(f"{base}/api/auth/me", token).json()["credits"] in ("3.00", 3, "3")
+    assert get(f"{base}/api/auth/me", token).json()["credits"] in ("3.00", 3, "3")
     scratch = worker_media / "jobs" / job_id
-    e2e.wait_until(lambda: not scratch.exists(), timeout=30, message="the worker's scratch copies to go")
+    wait_until(lambda: not scratch.exists(), timeout=30, message="the worker's scratch copies to go")
 
 
 @pytest.mark.django_db

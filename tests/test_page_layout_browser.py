@@ -16,7 +16,7 @@ from tests import e2e
 from tests.factories import PASSWORD, UserFactory
 from tests.jobs import make_job
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOTS = Path("/tmp/f15b-screens")
 Status = Job.Status

@@ -6,7 +6,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, ma
 from accounts.models import User
 from demucs_service import settings as project_settings
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 # 80 ASCII bytes; the two differ only in the last byte, well past bcrypt's 72-byte limit.
 LONG = "correct-horse-battery-staple-" * 2 + "x" * 22

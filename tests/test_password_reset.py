@@ -11,7 +11,7 @@ from django.test import Client
 from accounts.throttles import PasswordResetAccountThrottle, PasswordResetIPThrottle
 from tests.factories import PASSWORD
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 RESET = "/api/auth/password-reset"
 CONFIRM = "/api/auth/password-reset/confirm"

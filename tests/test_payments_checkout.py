@@ -10,9 +10,7 @@ from django.test import Client
 
 from credits.models import CreditTransaction, Payment
 from credits.services import ledger_append
-from tests.conftest import balance, bearer_client
-from tests.factories import UserFactory
-from tests.test_payments_support import (
+from testkit.stripe import (
     SECRET_KEY,
     FakeStripe,
     assert_ledger_consistent,
@@ -22,10 +20,12 @@ from tests.test_payments_support import (
     new_id,
     refunded,
 )
+from tests.conftest import balance, bearer_client
+from tests.factories import UserFactory
 
 Kind = CreditTransaction.Kind
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 SUCCESS_URL = "http://testserver/credits/success/?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "http://testserver/credits/cancelled/"

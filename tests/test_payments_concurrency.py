@@ -7,33 +7,17 @@ import pytest
 
 from credits.models import CreditTransaction, Payment
 from credits.services import InsufficientCredits, ledger_append
+from testkit.stripe import completed, deliver, disputed, new_id, refunded, sign
 from tests.conftest import balance
 from tests.factories import UserFactory
-from tests.test_payments_support import (
-    assert_ledger_consistent,
-    completed,
-    configure_stripe,
-    deliver,
-    disputed,
-    new_id,
-    refunded,
-    sign,
-)
 from tests.threads import run_together
 
 Kind = CreditTransaction.Kind
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("stripe_on")]
 
 THREADS = 12
 PAIRS = 16
-
-
-@pytest.fixture(autouse=True)
-def _stripe(settings):
-    configure_stripe(settings)
-    yield
-    assert_ledger_consistent()
 
 
 def _delivery(payload, header=None):

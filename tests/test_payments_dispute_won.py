@@ -8,29 +8,14 @@ import pytest
 from credits.models import CreditTransaction, Payment, PaymentReversal
 from credits.services import ledger_append
 from credits.shortfalls import payment_shortfall_waive
+from testkit.stripe import completed, deliver, disputed, new_id, refunded
 from tests.conftest import balance
-from tests.test_payments_support import (
-    assert_ledger_consistent,
-    completed,
-    configure_stripe,
-    deliver,
-    disputed,
-    new_id,
-    refunded,
-)
 
 Kind = CreditTransaction.Kind
 Status = Payment.Status
 CREATED, CLOSED, REINSTATED = "charge.dispute.created", "charge.dispute.closed", "charge.dispute.funds_reinstated"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _stripe(settings, db):
-    configure_stripe(settings)
-    yield
-    assert_ledger_consistent()
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("stripe_on")]
 
 
 @pytest.fixture

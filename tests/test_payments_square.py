@@ -13,6 +13,7 @@ from django.test import Client
 
 from credits.models import CreditTransaction, Payment, PaymentReversal
 from credits.services import ledger_append
+from testkit.stripe import assert_ledger_consistent
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.square import (
@@ -30,12 +31,11 @@ from tests.square import (
     refund,
     sign,
 )
-from tests.test_payments_support import assert_ledger_consistent
 
 Kind = CreditTransaction.Kind
 Status = Payment.Status
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 @pytest.fixture(autouse=True)

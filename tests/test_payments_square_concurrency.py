@@ -4,15 +4,15 @@ and payment.updated both COMPLETED, and retries): real threads on their own conn
 import pytest
 
 from credits.models import CreditTransaction, Payment
+from testkit.stripe import assert_ledger_consistent
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.square import configure_square, deliver, new_id, payment, refund
-from tests.test_payments_support import assert_ledger_consistent
 from tests.threads import run_together
 
 Kind = CreditTransaction.Kind
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.unit, pytest.mark.django_db(transaction=True)]
 
 THREADS = 12
 

@@ -10,14 +10,11 @@ from django.test import Client
 
 from credits.models import CreditTransaction, Payment, PaymentReversal
 from credits.services import ledger_append
-from tests.conftest import balance
-from tests.test_payments_support import (
+from testkit.stripe import (
     WEBHOOK_SECRET,
     WEBHOOK_URL,
-    assert_ledger_consistent,
     checkout_session,
     completed,
-    configure_stripe,
     deliver,
     disputed,
     event,
@@ -25,18 +22,12 @@ from tests.test_payments_support import (
     refunded,
     sign,
 )
+from tests.conftest import balance
 
 Kind = CreditTransaction.Kind
 Status = Payment.Status
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _stripe(settings, db):
-    configure_stripe(settings)
-    yield
-    assert_ledger_consistent()
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("stripe_on")]
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from credits.models import CreditTransaction
 from separation.models import Job
 from separation.scheduling import job_queue_positions
 from separation.tasks import separate_next_job
-from tests.audio import encode, tone_bytes
+from testkit.audio import encode, tone_bytes
 from tests.conftest import balance, bearer_client, logged_in
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 RATE = 8000
 

@@ -8,12 +8,12 @@ from django.utils import timezone
 
 from separation.models import Job
 from separation.queue_estimates import job_queue_estimate, worker_speed
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import logged_in
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 Status = Job.Status
 

@@ -6,7 +6,7 @@ from django_q.conf import Conf
 
 from demucs_service import views
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def test_it_is_ready_with_the_database_the_queue_and_the_demo_model(client, demo_model):

@@ -17,7 +17,7 @@ from separation.maintenance import WORKER_LOST, jobs_delete_expired, jobs_reap
 from separation.models import Job
 from separation.scheduling import job_claim_next
 from separation.services import job_complete, job_fail, job_refund_by_admin
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.jobs import make_job, refunds, tokens_queued
@@ -27,7 +27,7 @@ Kind = CreditTransaction.Kind
 Status = Job.Status
 NOTHING = {"requeued": 0, "failed": 0, "reenqueued": 0}
 
-pytestmark = pytest.mark.usefixtures("demo_model")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("demo_model")]
 
 
 # --- fixtures and helpers -------------------------------------------------------------

@@ -15,7 +15,7 @@ from tests.factories import PASSWORD, UserFactory
 
 URL = "/api/auth/register"
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def _register(client, **overrides):

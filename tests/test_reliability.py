@@ -8,8 +8,11 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from reliability.harness import database_url_of, running_stack
+from reliability.harness import running_stack
 from reliability.suite import CI, run_all, table
+from testkit.processes import database_url_of
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.django_db(transaction=True)

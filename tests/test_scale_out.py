@@ -17,9 +17,13 @@ from django_q.models import Task
 from credits.services import credits_admin_grant
 from separation.models import Job
 from separation.scheduling import SEPARATE_TASK
+from testkit.http import wait_until
+from testkit.processes import REPO_ROOT
 from tests import e2e
 from tests.factories import UserFactory
 from tests.jobs import make_job
+
+pytestmark = pytest.mark.e2e
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 JOBS = 10
@@ -68,14 +72,14 @@ def test_two_workers_on_redis_run_every_job_exactly_once(redis_broker, folders, 
         ids = {str(job.pk) for job in jobs}
         assert Job.objects.filter(pk__in=ids, enqueued_at__isnull=False).count() == JOBS
 
-        e2e.wait_until(
+        wait_until(
             lambda: Job.objects.filter(pk__in=ids, status__in=Job.FINISHED).count() == JOBS,
             timeout=180,
             interval=0.5,
             message=lambda: f"all jobs to finish: {sorted(Job.objects.values_list('status', flat=True))}",
         )
         # Let the clusters' monitors save their task results.
-        e2e.wait_until(
+        wait_until(
             lambda: Task.objects.filter(func=SEPARATE_TASK).count() >= JOBS,
             timeout=30,
             message="django-q2 to record the tasks",
@@ -115,7 +119,7 @@ def run_in_process(attempts: int, env: dict[str, str]) -> dict:
     """A separate `manage.py shell` process, as another gunicorn worker would be."""
     reply = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", THROTTLE_SCRIPT.format(attempts=attempts)],
-        cwd=e2e.REPO_ROOT,
+        cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,

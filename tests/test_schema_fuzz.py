@@ -21,6 +21,8 @@ from accounts.tokens import access_token_issue
 from tests.factories import UserFactory
 from tests.jobs import make_job
 
+pytestmark = pytest.mark.unit
+
 EXAMPLES_PER_OPERATION = 25
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())

@@ -25,13 +25,13 @@ from accounts.models import User
 from accounts.services import api_key_create
 from separation.models import Job
 from separation.tasks import separate_next_job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import balance, bearer_client, logged_in
 from tests.factories import PASSWORD
 from tests.jobs import make_job
 from webhooks.models import Delivery, Endpoint
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 METHODS = ["get", "post", "put", "patch", "delete"]
 

@@ -18,10 +18,11 @@ from django.utils import timezone
 from demucs_service.observability.sentry import sentry_init
 from separation import tasks
 from separation.models import Job
+from testkit.processes import REPO_ROOT
 from tests.jobs import make_job
-from tests.test_settings import REPO_ROOT, SETUP, _env, _run, _settings
+from tests.settings_probe import SETUP, run_python, settings_env, settings_values
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -85,7 +86,7 @@ def test_a_bad_dsn_stops_start_up_naming_it():
 def test_settings_turn_sentry_on_with_a_dsn(tmp_path):
     names = ["SENTRY_DSN", "SENTRY_ENVIRONMENT", "SENTRY_TRACES_SAMPLE_RATE"]
     dsn = "http://public@127.0.0.1:9/1"
-    values = _settings(tmp_path, names, SECRET_KEY="x" * 50, SENTRY_DSN=dsn, SENTRY_ENVIRONMENT="staging")
+    values = settings_values(tmp_path, names, SECRET_KEY="x" * 50, SENTRY_DSN=dsn, SENTRY_ENVIRONMENT="staging")
     assert values == {
         "SENTRY_DSN": "http://public@127.0.0.1:9/1",
         "SENTRY_ENVIRONMENT": "staging",
@@ -99,12 +100,12 @@ def test_sentry_starts_with_django_in_the_web_server_and_in_commands_not_with_th
     web += f"import demucs_service.settings; {active}; import demucs_service.wsgi; {active}"
     dsn = {"SECRET_KEY": "x" * 50, "SENTRY_DSN": "http://public@127.0.0.1:9/1"}
 
-    served = _run(tmp_path, web, **dsn)
+    served = run_python(tmp_path, web, **dsn)
     # The workers: `manage.py qcluster` sets Django up as every command does.
     command = subprocess.run(
         [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", active],
         cwd=REPO_ROOT,
-        env=_env(tmp_path, **dsn),
+        env=settings_env(tmp_path, **dsn),
         capture_output=True,
         text=True,
         timeout=60,
@@ -117,7 +118,7 @@ def test_sentry_starts_with_django_in_the_web_server_and_in_commands_not_with_th
 
 
 def test_a_bad_dsn_stops_every_process_at_start_up(tmp_path):
-    result = _run(tmp_path, SETUP, SECRET_KEY="x" * 50, SENTRY_DSN="not a dsn")
+    result = run_python(tmp_path, SETUP, SECRET_KEY="x" * 50, SENTRY_DSN="not a dsn")
 
     assert result.returncode != 0
     assert "ImproperlyConfigured: SENTRY_DSN is not a valid Sentry DSN" in result.stderr

@@ -12,14 +12,14 @@ from django_q.conf import Conf
 from credits.models import CreditTransaction
 from separation.models import Job
 from separation.tasks import separate_next_job
-from tests.audio import files_under, tone_bytes
+from testkit.audio import files_under, tone_bytes
 from tests.conftest import balance, logged_in
 from tests.factories import UserFactory
 
 Kind = CreditTransaction.Kind
 STEMS = ["drums", "bass", "other", "vocals"]
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 @pytest.fixture

@@ -1,60 +1,21 @@
 """Settings come from the environment, and a bad value stops the process naming the variable."""
 
-import json
-import os
-import secrets
 import subprocess
 import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from demucs_service.environment import Env, credit_packs
+from testkit.processes import REPO_ROOT
+from tests.settings_probe import PRODUCTION_SECRET, SETUP, run_python, settings_env, settings_values
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SETUP = "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'demucs_service.settings'; django.setup()"
-PRODUCTION_SECRET = secrets.token_urlsafe(50)
-
-
-def _env(tmp_path, **overrides) -> dict:
-    env = {
-        "PATH": os.environ["PATH"],
-        "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/demucs"),
-        "DATA_DIR": str(tmp_path / "data"),
-    }
-    for name, value in overrides.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
-
-
-def _run(tmp_path, code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO_ROOT,
-        env=_env(tmp_path, **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def _settings(tmp_path, names: list[str], **env) -> dict:
-    code = (
-        f"{SETUP}; import json; from django.conf import settings; "
-        f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}, default=str))"
-    )
-    result = _run(tmp_path, code, **env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+pytestmark = pytest.mark.slow
 
 
 def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off(tmp_path):
-    result = _run(tmp_path, SETUP, DEBUG="0")
+    result = run_python(tmp_path, SETUP, DEBUG="0")
 
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
@@ -62,14 +23,14 @@ def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off(tmp_path):
 
 
 def test_it_refuses_to_start_without_a_secret_key_when_debug_is_unset(tmp_path):
-    result = _run(tmp_path, SETUP)
+    result = run_python(tmp_path, SETUP)
 
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
 
 
 def test_it_refuses_a_debug_value_it_does_not_understand(tmp_path):
-    result = _run(tmp_path, SETUP, DEBUG="maybe", SECRET_KEY=PRODUCTION_SECRET)
+    result = run_python(tmp_path, SETUP, DEBUG="maybe", SECRET_KEY=PRODUCTION_SECRET)
 
     assert result.returncode != 0
     assert "DEBUG must be one of" in result.stderr
@@ -77,7 +38,7 @@ def test_it_refuses_a_debug_value_it_does_not_understand(tmp_path):
 
 
 def test_it_refuses_to_start_with_a_bad_credit_packs_value(tmp_path):
-    result = _run(tmp_path, SETUP, DEBUG="1", CREDIT_PACKS="starter:five:1.00")
+    result = run_python(tmp_path, SETUP, DEBUG="1", CREDIT_PACKS="starter:five:1.00")
 
     assert result.returncode != 0
     assert "ImproperlyConfigured: CREDIT_PACKS must look like id:credits:price" in result.stderr
@@ -94,7 +55,7 @@ def test_it_names_credit_packs_for_every_kind_of_bad_value(monkeypatch, value):
 
 
 def test_it_reads_credit_packs_from_the_environment(tmp_path):
-    values = _settings(tmp_path, ["CREDIT_PACKS"], DEBUG="1", CREDIT_PACKS="solo:1:0.50, bulk:500:40")
+    values = settings_values(tmp_path, ["CREDIT_PACKS"], DEBUG="1", CREDIT_PACKS="solo:1:0.50, bulk:500:40")
 
     assert values["CREDIT_PACKS"] == [
         {"id": "solo", "credits": "1", "price": "0.50"},
@@ -118,7 +79,7 @@ def test_it_sells_the_configured_packs_through_the_api(api_client, settings, mon
 
 
 def test_it_uses_a_sqlite_file_in_the_data_dir_without_database_url(tmp_path):
-    values = _settings(tmp_path, ["DATABASES"], DEBUG="1", DATABASE_URL=None)
+    values = settings_values(tmp_path, ["DATABASES"], DEBUG="1", DATABASE_URL=None)
 
     database = values["DATABASES"]["default"]
     assert database["ENGINE"] == "django.db.backends.sqlite3"
@@ -128,7 +89,9 @@ def test_it_uses_a_sqlite_file_in_the_data_dir_without_database_url(tmp_path):
 
 
 def test_it_uses_postgres_from_database_url(tmp_path):
-    values = _settings(tmp_path, ["DATABASES"], DEBUG="1", DATABASE_URL="postgres://someone:pw@db.internal:5433/stems")
+    values = settings_values(
+        tmp_path, ["DATABASES"], DEBUG="1", DATABASE_URL="postgres://someone:pw@db.internal:5433/stems"
+    )
 
     database = values["DATABASES"]["default"]
     assert database["ENGINE"] == "django.db.backends.postgresql"
@@ -147,7 +110,7 @@ def test_it_passes_the_deploy_checks_with_a_production_environment(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=REPO_ROOT,
-        env=_env(tmp_path, DEBUG="0", SECRET_KEY=PRODUCTION_SECRET, ALLOWED_HOSTS="example.com"),
+        env=settings_env(tmp_path, DEBUG="0", SECRET_KEY=PRODUCTION_SECRET, ALLOWED_HOSTS="example.com"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -161,7 +124,7 @@ SECURITY = ["SECURE_HSTS_SECONDS", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"
 
 
 def test_it_turns_on_hsts_and_secure_cookies_when_debug_is_off(tmp_path):
-    values = _settings(
+    values = settings_values(
         tmp_path, SECURITY, DEBUG="0", SECRET_KEY=PRODUCTION_SECRET, ALLOWED_HOSTS="example.com, www.example.com"
     )
 
@@ -172,7 +135,7 @@ def test_it_turns_on_hsts_and_secure_cookies_when_debug_is_off(tmp_path):
 
 
 def test_it_starts_without_a_secret_key_and_without_hsts_or_secure_cookies_when_debug_is_on(tmp_path):
-    values = _settings(tmp_path, ["DEBUG", "SECRET_KEY", *SECURITY], DEBUG="1")
+    values = settings_values(tmp_path, ["DEBUG", "SECRET_KEY", *SECURITY], DEBUG="1")
 
     assert values["DEBUG"] is True
     assert values["SECRET_KEY"]
@@ -260,7 +223,7 @@ def test_export_of_the_example_file_keeps_the_defaults(tmp_path):
         "EMAIL_BACKEND",
     ]
 
-    values = _settings(tmp_path, names, **{**example, "DEBUG": "1", "DATA_DIR": str(tmp_path / "data")})
+    values = settings_values(tmp_path, names, **{**example, "DEBUG": "1", "DATA_DIR": str(tmp_path / "data")})
 
     assert values == {
         "DEBUG": True,
@@ -288,14 +251,14 @@ def test_export_of_the_example_file_keeps_the_defaults(tmp_path):
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, name, value, message):
-    result = _run(tmp_path, SETUP, DEBUG="1", **{name: value})
+    result = run_python(tmp_path, SETUP, DEBUG="1", **{name: value})
 
     assert result.returncode != 0
     assert f"ImproperlyConfigured: {message}" in result.stderr
 
 
 def test_a_bad_database_url_is_named_without_repeating_its_password(tmp_path):
-    result = _run(tmp_path, SETUP, DEBUG="1", DATABASE_URL="postgress://someone:hunter2@db/stems")
+    result = run_python(tmp_path, SETUP, DEBUG="1", DATABASE_URL="postgress://someone:hunter2@db/stems")
 
     assert result.returncode != 0
     assert "ImproperlyConfigured: DATABASE_URL is not a valid database URL" in result.stderr
@@ -314,7 +277,7 @@ def test_a_bad_email_url_is_named_without_repeating_its_password(monkeypatch, ur
 def test_it_reads_the_mail_server_from_email_url(tmp_path):
     names = ["EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS"]
 
-    values = _settings(tmp_path, names, DEBUG="1", EMAIL_URL="smtp+tls://mailer:s3cret@mail.example.com:587")
+    values = settings_values(tmp_path, names, DEBUG="1", EMAIL_URL="smtp+tls://mailer:s3cret@mail.example.com:587")
 
     assert values == {
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
@@ -339,14 +302,14 @@ STRIPE = {"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
 def test_it_refuses_to_start_with_square_chosen_and_a_square_setting_missing(tmp_path, missing):
     env = {**SQUARE, missing: None}
 
-    result = _run(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="square", **env)
+    result = run_python(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="square", **env)
 
     assert result.returncode != 0
     assert f"PAYMENT_PROVIDER=square needs {missing}" in result.stderr
 
 
 def test_it_refuses_to_start_with_stripe_chosen_and_not_configured(tmp_path):
-    result = _run(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="stripe", **SQUARE)
+    result = run_python(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="stripe", **SQUARE)
 
     assert result.returncode != 0
     assert "PAYMENT_PROVIDER=stripe needs STRIPE_SECRET_KEY" in result.stderr
@@ -354,37 +317,37 @@ def test_it_refuses_to_start_with_stripe_chosen_and_not_configured(tmp_path):
 
 def test_the_payment_provider_is_the_one_configured_and_must_be_chosen_when_both_are(tmp_path):
     names = ["PAYMENT_PROVIDER", "SQUARE_ENVIRONMENT"]
-    assert _settings(tmp_path, names, DEBUG="1", **SQUARE) == {
+    assert settings_values(tmp_path, names, DEBUG="1", **SQUARE) == {
         "PAYMENT_PROVIDER": "square",
         "SQUARE_ENVIRONMENT": "production",
     }
-    assert _settings(tmp_path, names[:1], DEBUG="1", **STRIPE) == {"PAYMENT_PROVIDER": "stripe"}
-    assert _settings(tmp_path, names[:1], DEBUG="1") == {"PAYMENT_PROVIDER": ""}
-    both = _run(tmp_path, SETUP, DEBUG="1", **SQUARE, **STRIPE)
+    assert settings_values(tmp_path, names[:1], DEBUG="1", **STRIPE) == {"PAYMENT_PROVIDER": "stripe"}
+    assert settings_values(tmp_path, names[:1], DEBUG="1") == {"PAYMENT_PROVIDER": ""}
+    both = run_python(tmp_path, SETUP, DEBUG="1", **SQUARE, **STRIPE)
     assert both.returncode != 0
     assert "set PAYMENT_PROVIDER to stripe or square" in both.stderr
-    chosen = _settings(
+    chosen = settings_values(
         tmp_path, names, DEBUG="1", PAYMENT_PROVIDER="Square", SQUARE_ENVIRONMENT="sandbox", **SQUARE, **STRIPE
     )
     assert chosen == {"PAYMENT_PROVIDER": "square", "SQUARE_ENVIRONMENT": "sandbox"}
-    bad = _run(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="paypal")
+    bad = run_python(tmp_path, SETUP, DEBUG="1", PAYMENT_PROVIDER="paypal")
     assert bad.returncode != 0
     assert "PAYMENT_PROVIDER must be stripe or square" in bad.stderr
 
 
 def test_subscription_plans_are_read_from_the_environment_and_need_stripe(tmp_path):
     names = ["SUBSCRIPTION_PLANS", "SUBSCRIPTION_FAIR_USE_HOURS", "SUBSCRIPTION_GRACE_DAYS"]
-    assert _settings(tmp_path, names, DEBUG="1") == {
+    assert settings_values(tmp_path, names, DEBUG="1") == {
         "SUBSCRIPTION_PLANS": [],
         "SUBSCRIPTION_FAIR_USE_HOURS": 30,
         "SUBSCRIPTION_GRACE_DAYS": 3,
     }
-    chosen = _settings(tmp_path, names[:1], DEBUG="1", SUBSCRIPTION_PLANS="unlimited:9.99,pro:19", **STRIPE)
+    chosen = settings_values(tmp_path, names[:1], DEBUG="1", SUBSCRIPTION_PLANS="unlimited:9.99,pro:19", **STRIPE)
     assert chosen == {"SUBSCRIPTION_PLANS": [{"id": "unlimited", "price": "9.99"}, {"id": "pro", "price": "19"}]}
-    without_stripe = _run(tmp_path, SETUP, DEBUG="1", SUBSCRIPTION_PLANS="unlimited:9.99")
+    without_stripe = run_python(tmp_path, SETUP, DEBUG="1", SUBSCRIPTION_PLANS="unlimited:9.99")
     assert without_stripe.returncode != 0
     assert "SUBSCRIPTION_PLANS are sold through Stripe Billing" in without_stripe.stderr
     for bad in ("unlimited", "unlimited:0", "a:1,a:2", "x:nine"):
-        result = _run(tmp_path, SETUP, DEBUG="1", SUBSCRIPTION_PLANS=bad, **STRIPE)
+        result = run_python(tmp_path, SETUP, DEBUG="1", SUBSCRIPTION_PLANS=bad, **STRIPE)
         assert result.returncode != 0, bad
         assert "SUBSCRIPTION_PLANS" in result.stderr, bad

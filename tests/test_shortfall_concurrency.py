@@ -10,35 +10,28 @@ from django.db.models import Sum
 from credits.models import CreditTransaction, Payment
 from separation import catalog
 from separation.services import job_cancel, job_refund_by_admin
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
+from testkit.stripe import completed, deliver, disputed, new_id, sign
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.jobs import make_job, refunds
-from tests.test_payments_support import (
-    assert_ledger_consistent,
-    completed,
-    configure_stripe,
-    deliver,
-    disputed,
-    new_id,
-    sign,
-)
 from tests.threads import run_together
 
 Kind = CreditTransaction.Kind
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("demo_model")]
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("stripe_on", "demo_model"),
+]
 
 ROUNDS = 4
 SEVEN_CREDIT_SONG = tone_bytes(seconds=6.5)  # at one credit a second
 
 
 @pytest.fixture(autouse=True)
-def _stripe_and_price(settings, monkeypatch):
-    configure_stripe(settings)
+def _a_credit_a_second(monkeypatch):
     monkeypatch.setattr(catalog, "PRICE_PERIOD_SECONDS", 1)
-    yield
-    assert_ledger_consistent()
 
 
 def _delivery(payload):

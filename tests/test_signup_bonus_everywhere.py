@@ -17,7 +17,7 @@ from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
 from tests.factories import PASSWORD, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 BONUS = Decimal("3.00")
 
@@ -41,6 +41,20 @@ def _assert_bonus_granted_once(user):
         (CreditTransaction.Kind.SIGNUP_BONUS, BONUS, BONUS)
     ]
     assert ledger_violations() == []
+
+
+def _sign_up_every_way(api_client, monkeypatch):
+    """Accounts a to d: the API, the sign-up page, createsuperuser and create_user."""
+    api_client.post(
+        "/api/auth/register", {"email": "a@example.com", "username": "a", "password": PASSWORD}, format="json"
+    )
+    Client().post(
+        "/accounts/signup/",
+        {"email": "b@example.com", "username": "b", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    call_command("createsuperuser", interactive=False, username="c", email="c@example.com", stdout=io.StringIO())
+    User.objects.create_user(username="d", email="d@example.com", password=PASSWORD)
 
 
 def test_it_grants_the_bonus_through_the_register_api(api_client):
@@ -126,16 +140,7 @@ def test_it_grants_the_bonus_through_the_factory():
 
 def test_it_grants_the_bonus_at_creation_on_every_path_without_verification(settings, api_client, monkeypatch):
     settings.EMAIL_VERIFICATION = "none"
-    api_client.post(
-        "/api/auth/register", {"email": "a@example.com", "username": "a", "password": PASSWORD}, format="json"
-    )
-    Client().post(
-        "/accounts/signup/",
-        {"email": "b@example.com", "username": "b", "password1": PASSWORD, "password2": PASSWORD},
-    )
-    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
-    call_command("createsuperuser", interactive=False, username="c", email="c@example.com", stdout=io.StringIO())
-    User.objects.create_user(username="d", email="d@example.com", password=PASSWORD)
+    _sign_up_every_way(api_client, monkeypatch)
 
     for user in User.objects.all():
         _assert_bonus_granted_once(user)
@@ -198,16 +203,7 @@ def test_it_does_not_grant_a_second_bonus_when_the_admin_edits_a_user(user):
 
 
 def test_it_keeps_the_ledger_consistent_across_all_paths_together(api_client, monkeypatch):
-    api_client.post(
-        "/api/auth/register", {"email": "a@example.com", "username": "a", "password": PASSWORD}, format="json"
-    )
-    Client().post(
-        "/accounts/signup/",
-        {"email": "b@example.com", "username": "b", "password1": PASSWORD, "password2": PASSWORD},
-    )
-    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
-    call_command("createsuperuser", interactive=False, username="c", email="c@example.com", stdout=io.StringIO())
-    User.objects.create_user(username="d", email="d@example.com", password=PASSWORD)
+    _sign_up_every_way(api_client, monkeypatch)
 
     assert not CreditTransaction.objects.exists()
     for user in User.objects.all():

@@ -20,7 +20,7 @@ from tests.conftest import balance
 from tests.factories import PASSWORD
 from tests.threads import run_together
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 BONUS = Decimal("3.00")
 CONFIRM_LINK = re.compile(r"https?://[^\s\"<>]+(/accounts/confirm-email/[^\s\"<>]+/)")

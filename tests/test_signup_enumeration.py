@@ -14,7 +14,7 @@ from django.test import Client
 from accounts.models import User
 from tests.factories import PASSWORD
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 CONFIRM_LINK = re.compile(r"https?://[^\s\"<>]+/accounts/confirm-email/[^\s\"<>]+/")
 
@@ -23,9 +23,9 @@ VERIFICATION_SETTINGS = ["EMAIL_VERIFICATION", "ACCOUNT_EMAIL_VERIFICATION", "AC
 
 
 def settings_with(tmp_path, **env) -> dict:
-    from tests.test_settings import PRODUCTION_SECRET, _settings
+    from tests.settings_probe import PRODUCTION_SECRET, settings_values
 
-    return _settings(tmp_path, VERIFICATION_SETTINGS, SECRET_KEY=PRODUCTION_SECRET, **env)
+    return settings_values(tmp_path, VERIFICATION_SETTINGS, SECRET_KEY=PRODUCTION_SECRET, **env)
 
 
 @pytest.fixture(scope="module")

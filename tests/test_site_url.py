@@ -11,6 +11,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from separation.notifications import mail_settings_validate
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 SMTP = "django.core.mail.backends.smtp.EmailBackend"
 

@@ -4,7 +4,7 @@ in django-allauth's own English ("Sign In", "Sign Up", "Remember Me:", "Bad Toke
 import pytest
 from django.test import Client
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def page(path: str) -> str:

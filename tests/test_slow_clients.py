@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from reliability.harness import free_port, http, server_env, start_gunicorn, stop_group, wait_until
-from tests import e2e
+from testkit.http import http, wait_until
+from testkit.processes import database_url, free_port, stop_group
+from testkit.servers import server_env, start_gunicorn
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def trickle(port: int, stop: threading.Event, outcome: list) -> None:
@@ -35,7 +36,7 @@ def test_slow_bodies_are_cut_and_other_requests_answered(tmp_path):
     server = start_gunicorn(
         port=port,
         env=server_env(
-            DATABASE_URL=e2e.database_url(),
+            DATABASE_URL=database_url(),
             DEBUG="1",
             DATA_DIR=str(tmp_path / "data"),
             UPLOAD_MIN_KBPS="64",

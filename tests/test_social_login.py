@@ -19,7 +19,7 @@ from tests.fake_oauth import CLIENT_ID, FakeOAuth, Person
 
 BASE_FORM_ACTION = _BASE["form-action"]
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 @pytest.fixture

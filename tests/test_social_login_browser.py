@@ -12,7 +12,7 @@ from tests import e2e
 from tests.fake_oauth import FakeOAuth, Person
 
 SCREENSHOTS = Path("/tmp")
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from separation.models import Job
 from separation.services import job_cancel
 from separation.storage_quota import folder_bytes, storage_used_bytes
 from separation.tasks import separate_next_job
-from tests.audio import encode, files_under, tone_bytes
+from testkit.audio import encode, files_under, tone_bytes
 from tests.conftest import balance, logged_in
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def post(client, content: bytes, name: str = "song.wav", **fields):

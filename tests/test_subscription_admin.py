@@ -9,11 +9,11 @@ import pytest
 
 from credits.models import Subscription
 from credits.selectors import subscription_statistics
+from testkit.stripe import deliver
 from tests.factories import UserFactory
 from tests.stripe_billing import configure_subscriptions, subscribed, subscription_event
-from tests.test_payments_support import deliver
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,13 @@ import pytest
 from accounts.models import User
 from credits.models import CreditTransaction
 from credits.selectors import ledger_violations
+from testkit.audio import write_wav
+from testkit.http import get
 from tests import e2e
 from tests.stripe_billing import configure_subscriptions, subscribed
 from tests.test_end_to_end import TERMINAL, poll_job, upload_ok
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_subscribers_songs_are_separated_by_a_real_worker_without_credits(
@@ -25,7 +27,7 @@ def test_a_subscribers_songs_are_separated_by_a_real_worker_without_credits(
     user = User.objects.get(username="e2e_subscriber")
     start = user.credits
     subscription_id, _ = subscribed(user)
-    songs = [e2e.write_wav(tmp_path / f"song {index}.wav", 5) for index in range(2)]
+    songs = [write_wav(tmp_path / f"song {index}.wav", 5) for index in range(2)]
 
     accepted = [upload_ok(base, token, song) for song in songs]
 
@@ -33,7 +35,7 @@ def test_a_subscribers_songs_are_separated_by_a_real_worker_without_credits(
     for reply in accepted:
         final = poll_job(base, token, reply["job_id"], until=lambda job: job["status"] in TERMINAL)[-1]
         assert final["status"] == "COMPLETED", final
-    me = e2e.get(f"{base}/api/auth/me", token).json()
+    me = get(f"{base}/api/auth/me", token).json()
     assert Decimal(me["credits"]) == start
     assert me["subscription"]["status"] == "active"
     covered = CreditTransaction.objects.filter(user=user, kind=CreditTransaction.Kind.SUBSCRIPTION_JOB)

@@ -14,14 +14,14 @@ from credits.subscriptions import subscription_seconds_used
 from separation.models import Job
 from separation.scheduling import job_claim_next
 from separation.services import job_complete, job_fail
+from testkit.stripe import assert_ledger_consistent
 from tests.conftest import balance
 from tests.jobs import make_job, refunds
 from tests.stripe_billing import configure_subscriptions, subscribed
-from tests.test_payments_support import assert_ledger_consistent
 
 Kind = CreditTransaction.Kind
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 @pytest.fixture(autouse=True)

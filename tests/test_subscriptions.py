@@ -10,6 +10,7 @@ from django.test import Client
 
 from credits.models import Subscription
 from credits.subscriptions import subscription_covering
+from testkit.stripe import SECRET_KEY, FakeStripe, assert_ledger_consistent, deliver, new_id
 from tests.stripe_billing import (
     MONTH,
     checkout_completed,
@@ -18,12 +19,11 @@ from tests.stripe_billing import (
     subscribed,
     subscription_event,
 )
-from tests.test_payments_support import SECRET_KEY, FakeStripe, assert_ledger_consistent, deliver, new_id
 from tests.threads import run_together
 
 Status = Subscription.Status
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.models import User
 from tests.factories import PASSWORD
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 LOGOUT = "/api/auth/logout"
 NEW_PASSWORD = "a-brand-new-passphrase-77"

@@ -10,13 +10,14 @@ from django_q.models import OrmQ
 
 from credits.models import CreditTransaction
 from separation.models import Job
-from tests.audio import files_under, png_bytes, tone_bytes
+from testkit.audio import files_under, png_bytes, tone_bytes
+from testkit.http import multipart
 from tests.conftest import balance, bearer_client
 from tests.factories import UserFactory
 
 Kind = CreditTransaction.Kind
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 URL = "/api/upload"
 
@@ -26,21 +27,6 @@ def post(client, content: bytes | None, name: str = "song.wav", headers=None, **
     if content is not None:
         data["file"] = SimpleUploadedFile(name, content)
     return client.post(URL, data, format="multipart", headers=headers or {})
-
-
-def multipart(filename: str, content: bytes, boundary: str = "test-boundary-4f9a2c") -> tuple[bytes, str]:
-    """A multipart body with the file name exactly as given (the test client would strip folders)."""
-    quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
-    body = (
-        (
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="file"; filename="{quoted}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def charges(user) -> int:
@@ -285,7 +271,7 @@ HOSTILE_NAMES = {
 
 @pytest.mark.parametrize(("sent", "shown", "extension"), HOSTILE_NAMES.values(), ids=HOSTILE_NAMES.keys())
 def test_it_stores_hostile_file_names_safely(user_client, media, song, sent, shown, extension):
-    body, content_type = multipart(sent, song)
+    body, content_type = multipart({}, [("file", sent, song, "application/octet-stream")])
 
     response = user_client.post(URL, body, content_type=content_type)
 
@@ -297,7 +283,7 @@ def test_it_stores_hostile_file_names_safely(user_client, media, song, sent, sho
 
 
 def test_it_shortens_a_300_character_name_keeping_its_extension(user_client, media, song):
-    body, content_type = multipart("é" * 296 + ".wav", song)
+    body, content_type = multipart({}, [("file", "é" * 296 + ".wav", song, "application/octet-stream")])
 
     response = user_client.post(URL, body, content_type=content_type)
 

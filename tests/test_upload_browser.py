@@ -13,10 +13,11 @@ from playwright.sync_api import sync_playwright
 
 from accounts.models import User
 from separation.models import Job
+from testkit.audio import write_wav
 from tests import e2e
 from tests.factories import PASSWORD, UserFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOTS = Path("/tmp/f15b-screens")
 
@@ -55,7 +56,7 @@ def log_in(browser, base: str, user, width: int = 1280):
 
 
 def wav(tmp_path: Path, name: str, seconds: float) -> tuple[str, str]:
-    path = e2e.write_wav(tmp_path / name, seconds)
+    path = write_wav(tmp_path / name, seconds)
     return name, base64.b64encode(path.read_bytes()).decode()
 
 
@@ -123,7 +124,7 @@ def test_it_shows_bytes_and_time_left_and_cancels_an_upload(live_server, browser
         {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 400 * 1024},
     )
 
-    page.set_input_files("#id_file", str(e2e.write_wav(tmp_path / "long.wav", 120)))
+    page.set_input_files("#id_file", str(write_wav(tmp_path / "long.wav", 120)))
     page.get_by_role("button", name="Upload and separate").click()
 
     row = page.locator("#upload-list li").first

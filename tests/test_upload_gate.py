@@ -8,12 +8,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from separation.models import Job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import bearer_client, logged_in
 from tests.disks import small_disk
 from tests.factories import UserFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 SONG = tone_bytes(10.0)  # 1.7 MB
 

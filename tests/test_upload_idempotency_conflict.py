@@ -7,10 +7,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from separation.models import Job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import balance
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def post(client, content: bytes, key: str, **fields):

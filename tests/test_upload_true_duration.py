@@ -10,10 +10,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from separation import catalog
 from separation.models import Job
 from separation.tasks import separate_next_job
-from tests.audio import flac_claiming_samples, mp3_claiming_seconds, tone_bytes
+from testkit.audio import flac_claiming_samples, mp3_claiming_seconds, tone_bytes
 from tests.conftest import balance
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 def post(client, content: bytes, name: str):

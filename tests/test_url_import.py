@@ -12,10 +12,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from separation import safe_fetch
 from separation.models import Job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import balance, bearer_client, logged_in
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 SONG = tone_bytes()
 

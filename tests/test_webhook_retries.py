@@ -17,7 +17,7 @@ from tests.webhook_receiver import Receiver
 from webhooks import services, tasks
 from webhooks.models import Delivery, Endpoint
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from tests.webhook_receiver import Receiver
 from webhooks import outbound, services, tasks
 from webhooks.models import Delivery, Endpoint
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 REFUSED_URLS = [
     "ftp://example.com/hook",

@@ -16,6 +16,8 @@ from cryptography.x509.oid import NameOID
 
 from webhooks import outbound
 
+pytestmark = pytest.mark.unit
+
 
 def certificate(tmp_path, name: str):
     key = ec.generate_private_key(ec.SECP256R1())

@@ -18,7 +18,7 @@ from tests.webhook_receiver import Receiver
 from webhooks import tasks
 from webhooks.models import Delivery, Endpoint
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tests.threads import run_together
 from tests.webhook_receiver import Receiver
 from webhooks import tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOTS = Path("/tmp")
 

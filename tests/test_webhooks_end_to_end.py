@@ -9,11 +9,13 @@ import pytest
 from django_q.tasks import async_task
 from standardwebhooks import Webhook
 
+from testkit.audio import write_wav
+from testkit.http import get, post_json, wait_until
 from tests import e2e
 from tests.webhook_receiver import Receiver
 from webhooks.models import Delivery
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_completed_job_reaches_a_receiver_that_was_down_verified(live_server, cluster_factory, tmp_path, settings):
@@ -27,10 +29,10 @@ def test_a_completed_job_reaches_a_receiver_that_was_down_verified(live_server, 
     receiver.stop()  # down: its port is known, nothing listens
     token = e2e.register(base, "webhook_listener")
 
-    registered = e2e.post_json(f"{base}/api/webhooks", {"url": receiver.url, "events": ["job.completed"]}, token)
+    registered = post_json(f"{base}/api/webhooks", {"url": receiver.url, "events": ["job.completed"]}, token)
     assert registered.status == 201, registered.body
     secret = registered.json()["secret"]
-    accepted = e2e.upload(base, token, e2e.write_wav(tmp_path / "hook.wav", 5), callback_url=f"{receiver.url}/once")
+    accepted = e2e.upload(base, token, write_wav(tmp_path / "hook.wav", 5), callback_url=f"{receiver.url}/once")
     assert accepted.status == 202, accepted.body
     job_id = accepted.json()["job_id"]
     callback_secret = accepted.json()["callback_secret"]
@@ -39,16 +41,16 @@ def test_a_completed_job_reaches_a_receiver_that_was_down_verified(live_server, 
         deliveries = list(Delivery.objects.filter(job_id=job_id))
         return len(deliveries) == 2 and all(delivery.attempts >= 1 for delivery in deliveries)
 
-    e2e.wait_until(attempted, timeout=120, interval=0.5, message="the first attempts, to a receiver that is down")
-    assert e2e.get(f"{base}/api/status/{job_id}", token).json()["status"] == "COMPLETED"
-    listed = e2e.get(f"{base}/api/webhooks/deliveries?job={job_id}", token).json()["results"]
+    wait_until(attempted, timeout=120, interval=0.5, message="the first attempts, to a receiver that is down")
+    assert get(f"{base}/api/status/{job_id}", token).json()["status"] == "COMPLETED"
+    listed = get(f"{base}/api/webhooks/deliveries?job={job_id}", token).json()["results"]
     assert {delivery["status"] for delivery in listed} == {"PENDING"}
     assert all(delivery["attempts"][0]["error"].startswith("Could not connect") for delivery in listed)
 
     receiver.start()
     try:
         async_task("webhooks.tasks.deliveries_send_due", cluster=settings.MAINTENANCE_CLUSTER)  # as its schedule does
-        e2e.wait_until(lambda: len(receiver.received) >= 2, timeout=60, message="the retried deliveries")
+        wait_until(lambda: len(receiver.received) >= 2, timeout=60, message="the retried deliveries")
     finally:
         receiver.stop()
 
@@ -58,7 +60,7 @@ def test_a_completed_job_reaches_a_receiver_that_was_down_verified(live_server, 
     callback_payload = Webhook(callback_secret).verify(
         by_path["/hooks/stemfold/once"].body, by_path["/hooks/stemfold/once"].headers
     )
-    status = e2e.get(f"{base}/api/status/{job_id}", token).json()
+    status = get(f"{base}/api/status/{job_id}", token).json()
     for payload in (registered_payload, callback_payload):
         assert payload["type"] == "job.completed"
         assert payload["data"]["job_id"] == job_id
@@ -67,6 +69,6 @@ def test_a_completed_job_reaches_a_receiver_that_was_down_verified(live_server, 
             stem["name"] for stem in status["stem_files"]
         }
     assert json.loads(by_path["/hooks/stemfold"].body) == registered_payload
-    listed = e2e.get(f"{base}/api/webhooks/deliveries?job={job_id}", token).json()["results"]
+    listed = get(f"{base}/api/webhooks/deliveries?job={job_id}", token).json()["results"]
     assert {delivery["status"] for delivery in listed} == {"SUCCEEDED"}
     assert all([attempt["status_code"] for attempt in delivery["attempts"]] == [None, 200] for delivery in listed)

@@ -10,7 +10,7 @@ from tests.jobs import make_job
 from webhooks import services
 from webhooks.events import JOB_FINISHED_TASK
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def queued_webhook_tasks() -> list[dict]:

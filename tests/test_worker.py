@@ -17,7 +17,7 @@ from separation.models import Job
 from separation.scheduling import job_claim_next
 from separation.services import job_cancel, job_complete, job_fail, job_report_progress
 from separation.tasks import separate_next_job
-from tests.audio import tone_bytes
+from testkit.audio import tone_bytes
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.jobs import make_job, refunds
@@ -26,7 +26,7 @@ Kind = CreditTransaction.Kind
 Status = Job.Status
 SAMPLERATE = 44100
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("demo_model")]
 
 
 # --- fixtures and helpers -------------------------------------------------------------

@@ -1,21 +1,16 @@
 """Workers load their models when django-q2 starts them, before their first task, and never in
-the web process or the cluster parent; WORKER_PRELOAD_MODELS chooses which."""
-
-import re
+the web process or the cluster parent; WORKER_PRELOAD_MODELS chooses which. Real workers:
+test_worker_warmup_e2e.py."""
 
 import pytest
 
 from demucs_service.environment import Env, preload_models
 from separation import engine, worker_warmup
-from separation.models import Job
 from separation.services import engine_config
-from tests import e2e
-from tests.factories import UserFactory
-from tests.jobs import make_job
-from tests.test_settings import SETUP, _run
+from testkit.processes import REPO_ROOT
+from tests.settings_probe import SETUP, run_python
 
-WARM = re.compile(r"Worker \S+ \(pid (\d+)\) loaded the model '(\w+)' in [\d.]+ s before its first task")
-TASK_LOAD = re.compile(r"Job \S+ loaded its model '(\w+)' in worker pid \d+")
+pytestmark = pytest.mark.unit
 
 
 # --- the setting ------------------------------------------------------------------------
@@ -38,7 +33,7 @@ def test_the_setting_is_parsed_strictly(monkeypatch, value, expected):
 
 @pytest.mark.parametrize("value", ["all", "htdemucs,nope", ",", "demo;htdemucs"])
 def test_a_bad_setting_stops_start_up_naming_the_variable(tmp_path, value):
-    result = _run(tmp_path, SETUP, DEBUG="1", WORKER_PRELOAD_MODELS=value)
+    result = run_python(tmp_path, SETUP, DEBUG="1", WORKER_PRELOAD_MODELS=value)
 
     assert result.returncode != 0
     assert "ImproperlyConfigured: WORKER_PRELOAD_MODELS must be installed, default, none or a" in result.stderr
@@ -75,49 +70,6 @@ def test_the_web_process_does_not_import_torch():
         "Client().get('/api/'); print('torch' in sys.modules)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=e2e.REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip().splitlines()[-1] == "False"
-
-
-# --- real workers -----------------------------------------------------------------------
-
-
-def finished(jobs) -> bool:
-    statuses = set(Job.objects.filter(pk__in=[job.pk for job in jobs]).values_list("status", flat=True))
-    return statuses <= {Job.Status.COMPLETED, Job.Status.FAILED}
-
-
-@pytest.mark.django_db(transaction=True)
-def test_each_worker_loads_the_model_once_before_its_first_task(folders, tmp_path):
-    media, models = folders
-    with e2e.Clusters(media_root=media, model_repo=models, log_dir=tmp_path) as clusters:
-        cluster = clusters.start(SEPARATION_WORKERS="2")
-        # Both workers report their load before taking any task.
-        e2e.wait_until(lambda: len(WARM.findall(cluster.log())) == 2, timeout=60, message=cluster.log)
-        user = UserFactory()
-        jobs = [make_job(user) for _ in range(3)]
-        e2e.wait_until(lambda: finished(jobs), timeout=120, message=cluster.log)
-        log = cluster.log()
-
-    assert set(Job.objects.filter(pk__in=[job.pk for job in jobs]).values_list("status", flat=True)) == {"COMPLETED"}
-    loads = WARM.findall(log)
-    assert len(loads) == 2 and len({pid for pid, _ in loads}) == 2, log
-    assert {name for _, name in loads} == {"demo"}
-    assert log.index("processing") > max(match.start() for match in WARM.finditer(log))
-    assert not TASK_LOAD.search(log), log  # no job loaded a model again
-
-
-@pytest.mark.django_db(transaction=True)
-def test_without_preloading_the_first_job_loads_the_model(folders, tmp_path):
-    media, models = folders
-    with e2e.Clusters(media_root=media, model_repo=models, log_dir=tmp_path) as clusters:
-        cluster = clusters.start(WORKER_PRELOAD_MODELS="none")
-        e2e.wait_until(lambda: "preloads no models" in cluster.log(), timeout=60, message=cluster.log)
-        user = UserFactory()
-        jobs = [make_job(user), make_job(user)]
-        e2e.wait_until(lambda: finished(jobs), timeout=120, message=cluster.log)
-        log = cluster.log()
-
-    assert not WARM.search(log)
-    assert TASK_LOAD.findall(log) == ["demo"], log  # the first job loads it, the second does not

@@ -1,16 +1,11 @@
-"""What the scenarios share: the row they report, users with tokens, audio, the ledger."""
+"""What the scenarios share: the row they report, users with tokens, the ledger (audio is in
+testkit.audio)."""
 
 from __future__ import annotations
 
-import io
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-
-import numpy as np
-import soundfile
-
-SAMPLERATE = 44100
 
 
 @dataclass
@@ -60,27 +55,6 @@ def balance(user) -> Decimal:
     from accounts.models import User
 
     return User.objects.values_list("credits", flat=True).get(pk=user.pk)
-
-
-def wav(data: np.ndarray, samplerate: int = SAMPLERATE, subtype: str = "PCM_16") -> bytes:
-    buffer = io.BytesIO()
-    soundfile.write(buffer, data, samplerate, format="WAV", subtype=subtype)
-    return buffer.getvalue()
-
-
-def tones(seconds: float, samplerate: int = SAMPLERATE, channels: int = 2, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    frames = int(round(seconds * samplerate))
-    t = np.arange(frames) / samplerate
-    columns = [
-        0.25 * np.sin(2 * np.pi * (220 * (index + 1)) * t) + 0.02 * rng.standard_normal(frames)
-        for index in range(channels)
-    ]
-    return np.stack(columns, axis=1).astype(np.float32)
-
-
-def song(seconds: float = 2.0, **options) -> bytes:
-    return wav(tones(seconds, **options), options.get("samplerate", SAMPLERATE))
 
 
 def audit_ledger(stack) -> tuple[bool, str]:

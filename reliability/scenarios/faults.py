@@ -26,8 +26,11 @@ from decimal import Decimal
 from http.client import HTTPConnection
 from pathlib import Path
 
-from reliability.harness import REPO_ROOT, free_port, http, running_stack, start_process, wait_until
-from reliability.scenarios.common import Row, audit_ledger, balance, make_user, orphan_charges, song
+from reliability.harness import running_stack
+from reliability.scenarios.common import Row, audit_ledger, balance, make_user, orphan_charges
+from testkit.audio import tone_bytes
+from testkit.http import http, wait_until
+from testkit.processes import REPO_ROOT, free_port, start_process
 
 STALE_SECONDS = 10  # the reaper's windows in these rows (production: JOB_STALE_SECONDS, JOB_REQUEUE_SECONDS)
 REQUEUE_SECONDS = 20
@@ -141,7 +144,7 @@ def _worker_fault(stack, *, name: str, sig: int, job_timeout: float, to_group: b
     problems: list[str] = []
     user, token = make_user("fault", 3)
     before = balance(user)
-    reply = stack.upload(token, "long.wav", song(**LONG_CLIP))
+    reply = stack.upload(token, "long.wav", tone_bytes(**LONG_CLIP))
     if reply.status != 202:
         return Row(name, f"upload answered {reply.status}: {reply.body[:200]!r}", False, time.monotonic() - started)
     job_id = reply.json()["job_id"]
@@ -283,12 +286,12 @@ def postgres_restart(stack, *, job_timeout: float = 300, after_seconds: float = 
     uploader, uploader_token = make_user("pgup", 100)
     page_user, _ = make_user("pgpage", 3)
     cookie = page_login(stack, page_user)
-    reply = stack.upload(runner_token, "long.wav", song(**LONG_CLIP))
+    reply = stack.upload(runner_token, "long.wav", tone_bytes(**LONG_CLIP))
     if reply.status != 202:
         return Row(PG_ROW, f"upload answered {reply.status}", False)
     long_job = reply.json()["job_id"]
     wait_mid_job(long_job)
-    clip = song(2.0)
+    clip = tone_bytes(2.0)
     phase = {"now": "before"}
     answers: list[tuple[str, str, object]] = []  # (phase, request, status or error)
     accepted: list[str] = []
@@ -426,7 +429,7 @@ def queue_unreachable(stack) -> Row:
         ) as redis_stack:
             redis.kill()
             redis.wait(timeout=10)
-            reply = redis_stack.upload(token, "noqueue.wav", song(2.0))
+            reply = redis_stack.upload(token, "noqueue.wav", tone_bytes(2.0))
             status_reply = redis_stack.get("/api/credits/balance", token)
     finally:
         if redis.poll() is None:

@@ -8,10 +8,10 @@ import os
 import signal
 import time
 
-from reliability.harness import wait_until
-from reliability.scenarios.common import Row, audit_ledger, balance, make_user, song
+from reliability.scenarios.common import Row, audit_ledger, balance, make_user
 from reliability.scenarios.faults import _job, reap, start_qcluster, wait_mid_job
-from tests.audio import encode, mp3_claiming_seconds, tone_bytes
+from testkit.audio import encode, mp3_claiming_seconds, tone_bytes
+from testkit.http import wait_until
 
 
 def decoded_length(stack, *, max_minutes: int) -> Row:
@@ -59,7 +59,7 @@ def attempts_never_reused(stack, *, job_timeout: float) -> Row:
     started = time.monotonic()
     problems = []
     user, token = make_user("stall", 3)
-    reply = stack.upload(token, "stalled.wav", song(60.0, samplerate=22050, channels=1))
+    reply = stack.upload(token, "stalled.wav", tone_bytes(60.0, samplerate=22050, channels=1))
     if reply.status != 202:
         return Row(name, f"upload answered {reply.status}", False, time.monotonic() - started)
     job_id = reply.json()["job_id"]
@@ -158,9 +158,9 @@ def fair_queue(stack, *, job_timeout: float) -> Row:
     problems = []
     a, a_token = make_user("batch", 5)
     b, b_token = make_user("single", 3)
-    clip = song(30.0, samplerate=22050, channels=1)
+    clip = tone_bytes(30.0, samplerate=22050, channels=1)
     a_jobs = [stack.upload(a_token, f"a{index}.wav", clip).json()["job_id"] for index in range(5)]
-    b_job = stack.upload(b_token, "b.wav", song(5.0, samplerate=22050, channels=1)).json()["job_id"]
+    b_job = stack.upload(b_token, "b.wav", tone_bytes(5.0, samplerate=22050, channels=1)).json()["job_id"]
     ids = [*a_jobs, b_job]
     wait_until(
         lambda: all(_job(job_id).status in ("COMPLETED", "FAILED") for job_id in ids),

@@ -16,30 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from reliability.harness import REPO_ROOT, http, multipart
-from reliability.scenarios.common import (
-    SAMPLERATE,
-    Row,
-    audit_ledger,
-    balance,
-    make_user,
-    orphan_charges,
-    song,
-    tones,
-    wait_final,
-    wav,
-)
+from reliability.scenarios.common import Row, audit_ledger, balance, make_user, orphan_charges, wait_final
+from testkit.audio import SAMPLERATE, encode, png_bytes, tone_bytes, tones, wav
+from testkit.http import http, multipart
+from testkit.processes import REPO_ROOT
 
 SKIPPED_DIRS = {".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "node_modules"}
 MARK = f"relescape{uuid.uuid4().hex[:8]}"
-
-
-def png() -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def pdf() -> bytes:
@@ -52,26 +35,17 @@ def pdf() -> bytes:
 def zip_bytes(compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
-        archive.writestr("song.wav", song(1.0))
+        archive.writestr("song.wav", tone_bytes(1.0))
     return buffer.getvalue()
 
 
 def mp3(seconds: float = 4.0) -> bytes:
-    import lameenc
-
-    encoder = lameenc.Encoder()
-    encoder.set_bit_rate(192)
-    encoder.set_in_sample_rate(SAMPLERATE)
-    encoder.set_channels(2)
-    encoder.set_quality(7)
-    encoder.silence()
-    pcm = (np.clip(tones(seconds), -1, 1) * 32767).astype("<i2")
-    return encoder.encode(pcm.tobytes()) + encoder.flush()
+    return encode(tones(seconds), SAMPLERATE, "mp3")
 
 
 def lying_wav() -> bytes:
     """A 2 s wav whose RIFF and data sizes claim ten minutes."""
-    data = bytearray(song(2.0))
+    data = bytearray(tone_bytes(2.0))
     index = data.find(b"data")
     claimed = 600 * SAMPLERATE * 4
     data[index + 4 : index + 8] = claimed.to_bytes(4, "little")
@@ -161,13 +135,13 @@ def cases(stack, token: str, max_upload_mb: int) -> dict:
     return {
         "zero bytes": file("song.wav", b""),
         "random bytes named .wav": file("song.wav", os.urandom(64 * 1024)),
-        "PNG renamed .mp3": file("song.mp3", png()),
+        "PNG renamed .mp3": file("song.mp3", png_bytes((64, 64))),
         "PDF renamed .mp3": file("song.mp3", pdf()),
         "ZIP renamed .mp3": file("song.mp3", zip_bytes()),
         "ZIP (stored, holding a wav) renamed .mp3": file("song.mp3", zip_bytes(zipfile.ZIP_STORED)),
         "truncated mp3": file("song.mp3", full_mp3[: len(full_mp3) // 2 + 17]),
         "mp3 cut inside its first frame": file("song.mp3", full_mp3[:300]),
-        "wav header cut": file("song.wav", song(2.0)[:44]),
+        "wav header cut": file("song.wav", tone_bytes(2.0)[:44]),
         "wav header lies about its length": file("song.wav", lying_wav()),
         "1-sample wav": file("song.wav", wav(tones(1 / SAMPLERATE))),
         "0.05 s wav": file("song.wav", wav(tones(0.05))),
@@ -179,20 +153,20 @@ def cases(stack, token: str, max_upload_mb: int) -> dict:
         "inf samples (float wav)": file("song.wav", float_wav_with(float("inf"))),
         f"over {max_upload_mb} MB, honest Content-Length": raw_case(None, over),
         "over the limit, Content-Length says 1000": raw_case(1000, over),
-        "Content-Length 10^12, small body": raw_case(10**12, song(2.0)),
-        "Content-Length 10^12, body never ends (no shutdown)": raw_case(10**12, song(2.0), shut=False),
-        "Content-Length not a number": raw_case("12abc", song(2.0)),
-        "filename ../../ escape": file(f"../../../../../tmp/{MARK}.wav", song(2.0)),
-        "filename absolute /tmp path": file(f"/tmp/{MARK}-abs.wav", song(2.0)),
-        "filename with NUL": file(f"{MARK}\x00.wav", song(2.0)),
-        "filename of 300 characters": file("a" * 296 + ".wav", song(2.0)),
-        "filename with emoji": file("🎵🎸 song ✨.wav", song(2.0)),
+        "Content-Length 10^12, small body": raw_case(10**12, tone_bytes(2.0)),
+        "Content-Length 10^12, body never ends (no shutdown)": raw_case(10**12, tone_bytes(2.0), shut=False),
+        "Content-Length not a number": raw_case("12abc", tone_bytes(2.0)),
+        "filename ../../ escape": file(f"../../../../../tmp/{MARK}.wav", tone_bytes(2.0)),
+        "filename absolute /tmp path": file(f"/tmp/{MARK}-abs.wav", tone_bytes(2.0)),
+        "filename with NUL": file(f"{MARK}\x00.wav", tone_bytes(2.0)),
+        "filename of 300 characters": file("a" * 296 + ".wav", tone_bytes(2.0)),
+        "filename with emoji": file("🎵🎸 song ✨.wav", tone_bytes(2.0)),
         "multipart without a file": form({"model": "demo"}, []),
         "multipart with two files": form(
-            {}, [("file", "one.wav", song(2.0), "audio/wav"), ("file", "two.wav", song(2.0), "audio/wav")]
+            {}, [("file", "one.wav", tone_bytes(2.0), "audio/wav"), ("file", "two.wav", tone_bytes(2.0), "audio/wav")]
         ),
         "not multipart (JSON)": plain(json.dumps({"file": "song.wav"}).encode(), "application/json"),
-        "not multipart (raw wav body)": plain(song(2.0), "audio/wav"),
+        "not multipart (raw wav body)": plain(tone_bytes(2.0), "audio/wav"),
         "multipart with a broken boundary": plain(b"--nope\r\ngarbage", "multipart/form-data; boundary=other"),
     }
 

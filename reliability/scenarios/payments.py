@@ -3,9 +3,6 @@ checkout.session.completed deliveries for one checkout session, all at the same 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import secrets
 import threading
 import time
@@ -13,50 +10,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from reliability.harness import STRIPE_WEBHOOK_SECRET, http
 from reliability.scenarios.common import Row, audit_ledger, balance, make_user
-
-WEBHOOK = "/api/payments/stripe/webhook"
-
-
-def signed(payload: str) -> str:
-    timestamp = int(time.time())
-    digest = hmac.new(STRIPE_WEBHOOK_SECRET.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def completed_event(*, user, session_id: str, payment_intent: str, credits: str, amount: int) -> str:
-    """A checkout.session.completed event as Stripe sends it; a new event id each time (Stripe
-    retries and duplicates carry the same session)."""
-    session = {
-        "id": session_id,
-        "object": "checkout.session",
-        "amount_subtotal": amount,
-        "amount_total": amount,
-        "client_reference_id": str(user.pk),
-        "currency": "usd",
-        "customer_email": user.email,
-        "livemode": False,
-        "metadata": {"user_id": str(user.pk), "pack_id": "standard", "credits": credits},
-        "mode": "payment",
-        "payment_intent": payment_intent,
-        "payment_status": "paid",
-        "status": "complete",
-        "url": None,
-    }
-    return json.dumps(
-        {
-            "id": f"evt_rel_{secrets.token_hex(12)}",
-            "object": "event",
-            "api_version": "2025-09-30.clover",
-            "created": int(time.time()),
-            "data": {"object": session},
-            "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "type": "checkout.session.completed",
-        }
-    )
+from testkit.stripe import WEBHOOK_URL, completed, deliver_to
 
 
 def run(stack, *, requests: int = 20) -> Row:
@@ -70,13 +25,11 @@ def run(stack, *, requests: int = 20) -> Row:
     gate = threading.Barrier(requests)
 
     def deliver(_: int) -> int:
-        payload = completed_event(
-            user=user, session_id=session_id, payment_intent=intent, credits=str(pack_credits), amount=400
-        )
-        headers = {"Content-Type": "application/json", "Stripe-Signature": signed(payload)}
+        # A new event id each time: Stripe's retries and duplicates carry the same session.
+        payload = completed(user, session_id, intent, credits=str(pack_credits), amount_total=400)
         gate.wait(timeout=30)
         try:
-            return http("POST", stack.url(WEBHOOK), body=payload.encode(), headers=headers).status
+            return deliver_to(stack.url(WEBHOOK_URL), payload).status
         except OSError:
             return -1
 

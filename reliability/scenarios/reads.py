@@ -7,18 +7,15 @@ import threading
 import time
 from collections import Counter
 
-from reliability.harness import http
-from reliability.scenarios.common import Row, make_user, song, wait_final
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))] if ordered else 0.0
+from reliability.scenarios.common import Row, make_user, wait_final
+from testkit.audio import tone_bytes
+from testkit.figures import percentile
+from testkit.http import http
 
 
 def run(stack, *, seconds: float = 10, clients: int = 16) -> Row:
     user, token = make_user("reader", 3)
-    reply = stack.upload(token, "read-load.wav", song(2.0))
+    reply = stack.upload(token, "read-load.wav", tone_bytes(2.0))
     if reply.status != 202:
         return Row("Read endpoints under load", f"setup upload answered {reply.status}", False)
     job_id = reply.json()["job_id"]

@@ -7,52 +7,25 @@ a fresh one started after."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from reliability.harness import http, stop_group
-from reliability.scenarios.common import Row, audit_ledger, balance, make_user, song
+from reliability.scenarios.common import Row, audit_ledger, balance, make_user
 from reliability.scenarios.faults import start_qcluster
-from reliability.scenarios.payments import WEBHOOK, completed_event, signed
+from testkit.audio import tone_bytes
+from testkit.http import http
+from testkit.processes import stop_group
+from testkit.stripe import WEBHOOK_URL, completed, deliver_to, disputed
 
 PACK_CREDITS = Decimal("25.00")
 PACK_PRICE_CENTS = 400
 
 
-def dispute_event(*, kind: str, dispute_id: str, charge: str, payment_intent: str, status: str) -> str:
-    """A charge.dispute.* event as Stripe sends it (its object is the dispute)."""
-    dispute = {
-        "id": dispute_id,
-        "object": "dispute",
-        "amount": PACK_PRICE_CENTS,
-        "charge": charge,
-        "currency": "usd",
-        "payment_intent": payment_intent,
-        "reason": "fraudulent",
-        "status": status,
-    }
-    return json.dumps(
-        {
-            "id": f"evt_rel_{secrets.token_hex(12)}",
-            "object": "event",
-            "api_version": "2025-09-30.clover",
-            "created": int(time.time()),
-            "data": {"object": dispute},
-            "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "type": kind,
-        }
-    )
-
-
 def _deliver(stack, payload: str) -> int:
-    headers = {"Content-Type": "application/json", "Stripe-Signature": signed(payload)}
-    return http("POST", stack.url(WEBHOOK), body=payload.encode(), headers=headers).status
+    return deliver_to(stack.url(WEBHOOK_URL), payload).status
 
 
 def run(stack, *, threads: int = 8) -> Row:
@@ -68,28 +41,29 @@ def run(stack, *, threads: int = 8) -> Row:
     def dispute(kind: str, status: str) -> int:
         return _deliver(
             stack,
-            dispute_event(kind=kind, dispute_id=dispute_id, charge=charge, payment_intent=intent, status=status),
+            disputed(
+                charge_id=charge,
+                payment_intent=intent,
+                amount=PACK_PRICE_CENTS,
+                dispute_id=dispute_id,
+                kind=kind,
+                status=status,
+            ),
         )
 
     stop_group(stack.processes["qcluster"])  # the jobs stay queued until cancelled
     try:
         bought = _deliver(
             stack,
-            completed_event(
-                user=user,
-                session_id=session_id,
-                payment_intent=intent,
-                credits=str(PACK_CREDITS),
-                amount=PACK_PRICE_CENTS,
-            ),
+            completed(user, session_id, intent, credits=str(PACK_CREDITS), amount_total=PACK_PRICE_CENTS),
         )
         spendable = balance(user)
-        clip = song(2.0)  # 1 credit
+        clip = tone_bytes(2.0)  # 1 credit
         with ThreadPoolExecutor(max_workers=threads) as pool:
             uploads = list(pool.map(lambda n: stack.upload(token, f"spent-{n}.wav", clip), range(int(spendable))))
         job_ids = [reply.json()["job_id"] for reply in uploads if reply.status == 202]
         spent_to = balance(user)
-        disputed = dispute("charge.dispute.created", "needs_response")
+        dispute_answer = dispute("charge.dispute.created", "needs_response")
         payment = Payment.objects.get(provider_session_id=session_id)
         owed = payment.credits_shortfall_open
 
@@ -117,8 +91,8 @@ def run(stack, *, threads: int = 8) -> Row:
         problems.append(f"purchase answered {bought}, balance {spendable}")
     if len(job_ids) != int(spendable) or spent_to != 0:
         problems.append(f"{len(job_ids)} uploads accepted of {int(spendable)}, balance {spent_to}")
-    if disputed != 200 or owed != PACK_CREDITS:
-        problems.append(f"dispute answered {disputed}, open shortfall {owed}")
+    if dispute_answer != 200 or owed != PACK_CREDITS:
+        problems.append(f"dispute answered {dispute_answer}, open shortfall {owed}")
     if cancels != Counter({200: len(job_ids)}):
         problems.append(f"cancels answered {dict(cancels)}")
     # The refunds give back every credit spent; the 25 the money paid for repay the dispute.

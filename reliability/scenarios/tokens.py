@@ -13,8 +13,8 @@ import urllib.parse
 import uuid
 from http.client import HTTPConnection
 
-from reliability.harness import http
 from reliability.scenarios.common import Row
+from testkit.http import http
 
 ROW = "Tokens end with the password"
 RESET_LINK = re.compile(r"/accounts/password/reset/key/([0-9a-z]+)-([^/\s\"<>=]+)/")

@@ -6,13 +6,14 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from reliability.scenarios.common import Row, audit_ledger, balance, make_user, orphan_charges, song, wait_final
+from reliability.scenarios.common import Row, audit_ledger, balance, make_user, orphan_charges, wait_final
+from testkit.audio import tone_bytes
 
 
 def run(stack, *, users: int = 20, uploads: int = 10, credits: int = 3, job_timeout: float = 600) -> Row:
     started = time.monotonic()
     accounts = [make_user("load", credits) for _ in range(users)]
-    clip = song(2.0)
+    clip = tone_bytes(2.0)
 
     def fire(index: int) -> tuple[int, int, str]:
         user_index = index % users

@@ -1,5 +1,5 @@
-"""Test audio, shared by the test files (plain functions; the demo model and the settings
-around it are fixtures in conftest.py).
+"""Audio to upload and to separate, and other files to upload (plain functions; the demo
+model and the settings around it are fixtures in tests/conftest.py).
 
 Audio is written for real: numpy samples, soundfile for wav/flac/ogg, lameenc for mp3.
 Keep mp3s at least a second long: sphn cannot open an mp3 of only a few frames.
@@ -8,6 +8,7 @@ Keep mp3s at least a second long: sphn cannot open an mp3 of only a few frames.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import lameenc
@@ -15,9 +16,10 @@ import numpy as np
 import soundfile
 
 FORMATS = ("wav", "flac", "ogg", "mp3")
+SAMPLERATE = 44100
 
 
-def tones(seconds: float, samplerate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:
+def tones(seconds: float, samplerate: int = SAMPLERATE, channels: int = 2, seed: int = 0) -> np.ndarray:
     """(frames, channels) float32: a different sine per channel plus a little noise."""
     rng = np.random.default_rng(seed)
     frames = int(round(seconds * samplerate))
@@ -40,13 +42,21 @@ def encode(data: np.ndarray, samplerate: int, fmt: str = "wav", mp3_kbps: int = 
         encoder.silence()
         pcm = (np.clip(data, -1, 1) * 32767).astype("<i2")
         return encoder.encode(pcm.tobytes()) + encoder.flush()
-    buffer = io.BytesIO()
     if fmt == "ogg":
-        soundfile.write(buffer, data, samplerate, format="OGG", subtype="VORBIS")
-    elif fmt in ("wav", "flac"):
-        soundfile.write(buffer, data, samplerate, format=fmt.upper(), subtype="PCM_16")
-    else:
-        raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return _soundfile_bytes(data, samplerate, "OGG", "VORBIS")
+    if fmt in ("wav", "flac"):
+        return _soundfile_bytes(data, samplerate, fmt.upper(), "PCM_16")
+    raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def wav(data: np.ndarray, samplerate: int = SAMPLERATE, subtype: str = "PCM_16") -> bytes:
+    """(frames, channels) float samples as a wav of `subtype` (e.g. FLOAT, which may go past 1.0)."""
+    return _soundfile_bytes(data, samplerate, "WAV", subtype)
+
+
+def _soundfile_bytes(data: np.ndarray, samplerate: int, fmt: str, subtype: str) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, data, samplerate, format=fmt, subtype=subtype)
     return buffer.getvalue()
 
 
@@ -59,13 +69,51 @@ def write_audio(path: Path, data: np.ndarray, samplerate: int) -> Path:
 
 
 def tone_bytes(
-    seconds: float = 2.0, samplerate: int = 44100, channels: int = 2, fmt: str = "wav", mp3_kbps: int = 192
+    seconds: float = 2.0, samplerate: int = SAMPLERATE, channels: int = 2, fmt: str = "wav", mp3_kbps: int = 192
 ) -> bytes:
     return encode(tones(seconds, samplerate, channels), samplerate, fmt, mp3_kbps)
 
 
-def make_song(folder: Path, name="song.wav", seconds=2.0, samplerate=44100, channels=2) -> Path:
+def make_song(folder: Path, name="song.wav", seconds=2.0, samplerate=SAMPLERATE, channels=2) -> Path:
     return write_audio(Path(folder) / name, tones(seconds, samplerate, channels), samplerate)
+
+
+def write_wav(path: Path, seconds: float, samplerate: int = SAMPLERATE) -> Path:
+    return write_audio(path, tones(seconds, samplerate), samplerate)
+
+
+def read_audio(data: bytes) -> tuple[np.ndarray, int]:
+    """(frames, channels) samples and the samplerate of an encoded file."""
+    samples, samplerate = soundfile.read(io.BytesIO(data), always_2d=True)
+    return samples, samplerate
+
+
+def write_test_audio(path: Path, seconds: float, *, samplerate: int = SAMPLERATE, seed: int = 0) -> Path:
+    """A seeded stereo 16-bit wav, written in 10 s blocks (an hour needs no hour in memory):
+    a few slowly swelling partials per channel, a pulse every half second and a little noise,
+    so every stem of an untrained model gets something to chew on. Kept if it exists."""
+    path = Path(path)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.partial")
+    rng = np.random.default_rng(seed)
+    partials = rng.uniform(55, 2000, size=(2, 6))
+    frames = int(round(seconds * samplerate))
+    block = 10 * samplerate
+    with soundfile.SoundFile(temp, "w", samplerate=samplerate, channels=2, subtype="PCM_16", format="WAV") as out:
+        for start in range(0, frames, block):
+            t = np.arange(start, min(start + block, frames)) / samplerate
+            swell = 0.5 + 0.5 * np.sin(2 * np.pi * 0.05 * t)
+            pulse = np.exp(-40 * (t % 0.5))
+            columns = []
+            for channel in range(2):
+                partial_sum = sum(np.sin(2 * np.pi * f * t) for f in partials[channel]) / len(partials[channel])
+                noise = rng.standard_normal(len(t))
+                columns.append(0.3 * swell * partial_sum + 0.2 * pulse * noise + 0.02 * noise)
+            out.write(np.stack(columns, axis=1).astype(np.float32))
+    os.replace(temp, path)
+    return path
 
 
 def png_bytes(size=(8, 8)) -> bytes:

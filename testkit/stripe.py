@@ -1,5 +1,9 @@
-"""Helpers for the payment tests (no tests here): Stripe events as Stripe sends them, signed as
-Stripe signs them, delivered to the webhook; and a fake Stripe API on loopback."""
+"""Stripe as it looks from outside: events as Stripe sends them, signed as Stripe signs them,
+delivered to the webhook (through Django's test client, or over HTTP to a running server by the
+attack suite); and a fake Stripe API on loopback. The test secrets below are what the payment
+tests and the attack suite's servers configure."""
+
+from __future__ import annotations
 
 import hashlib
 import hmac
@@ -10,9 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
-from django.test import Client
-
-from credits.selectors import ledger_violations, payment_violations
+from testkit.http import Reply, http
 
 WEBHOOK_URL = "/api/payments/stripe/webhook"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
@@ -27,6 +29,8 @@ def configure_stripe(settings) -> None:
 
 
 def assert_ledger_consistent() -> None:
+    from credits.selectors import ledger_violations, payment_violations
+
     assert ledger_violations() == []
     assert payment_violations() == []
 
@@ -137,8 +141,11 @@ def disputed(
     )
 
 
-def deliver(payload: str, signature: str | None = "sign", client: Client | None = None):
-    """POST a delivery as Stripe does; signature "sign" signs it with the test secret."""
+def deliver(payload: str, signature: str | None = "sign", client=None):
+    """POST a delivery as Stripe does, through `client` (a Django test Client; a new one if
+    None); signature "sign" signs it with the test secret."""
+    from django.test import Client
+
     headers = {}
     if signature == "sign":
         signature = sign(payload)
@@ -224,3 +231,9 @@ class FakeStripe:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+def deliver_to(url: str, payload: str) -> Reply:
+    """POST a signed delivery over HTTP to a running server's webhook `url`."""
+    headers = {"Content-Type": "application/json", "Stripe-Signature": sign(payload)}
+    return http("POST", url, body=payload.encode(), headers=headers)
