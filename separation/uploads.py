@@ -16,6 +16,7 @@ from pathlib import Path
 from django.conf import settings
 
 from accounts.selectors import user_needs_email_verification
+from credits.subscriptions import subscription_covering
 from separation import engine
 from separation.catalog import SeparationModel, job_cost, model_get, models_list
 from separation.models import Job
@@ -186,7 +187,8 @@ def upload_accept(*, user, uploaded_file, options: JobOptions, idempotency_key: 
     else:
         cheapest = job_cost(model=model, duration_seconds=0)
         user.refresh_from_db(fields=["credits"])
-        if user.credits < cheapest:  # the gate let it in for a preview; no decoding for nothing
+        # The gate let it in for a preview; no decoding for nothing (a subscription may cover it).
+        if user.credits < cheapest and subscription_covering(user_id=user.pk) is None:
             raise NotEnoughCredits(
                 balance=user.credits,
                 required=cheapest,

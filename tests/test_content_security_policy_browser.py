@@ -54,7 +54,7 @@ def test_our_pages_the_admin_and_the_api_docs_break_no_policy_in_a_browser(live_
                     user,
                     [
                         ("/dashboard/", None),
-                        (f"/jobs/{job.pk}/", "audio"),
+                        (f"/jobs/{job.pk}/", "#mixer"),
                         ("/credits/", None),
                         ("/accounts/keys/", None),
                         ("/accounts/webhooks/", None),
