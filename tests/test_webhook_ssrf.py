@@ -55,6 +55,29 @@ def test_it_refuses_to_register_an_unsafe_url(url, settings):
     assert not Endpoint.objects.exists()
 
 
+# IPv4 addresses in the forms inet_aton (and so getaddrinfo) reads besides dotted quads: each is
+# 127.0.0.1 or 10.0.0.1, which a check reading only dotted quads took for a host name.
+NUMERIC_PRIVATE_URLS = [
+    "http://2130706433/hook",
+    "http://127.1/hook",
+    "http://0x7f000001/hook",
+    "http://0x7f.0.0.1/hook",
+    "http://017700000001/hook",
+    "http://0177.0.0.1:8000/hook",
+    "http://10.1/hook",
+]
+
+
+@pytest.mark.parametrize("url", NUMERIC_PRIVATE_URLS)
+def test_it_refuses_private_addresses_written_as_numbers(url, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    with pytest.raises(services.WebhookRefused):
+        services.endpoint_create(user=UserFactory(), url=url, events=["job.completed"])
+    with pytest.raises(services.WebhookRefused):
+        services.callback_url_check(url=url)
+    assert not Endpoint.objects.exists()
+
+
 def test_it_accepts_public_addresses_and_names(settings):
     settings.WEBHOOK_ALLOW_PRIVATE = False
     for url in ("https://hooks.example.com/stemfold", "http://93.184.215.14:8080/x?y=1", "https://[2606:4700::1]/"):

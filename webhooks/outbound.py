@@ -43,6 +43,20 @@ def address_allowed(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def _ip_literal(host: str) -> str | None:
+    """The address a host that is an IP literal stands for, or None for a name. getaddrinfo reads
+    IPv4 the way inet_aton does, so 2130706433, 127.1, 0x7f000001 and 0177.0.0.1 are all
+    127.0.0.1: read them the same here, not as names."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 def url_check(url: str, *, allow_private: bool) -> tuple[str, str, int]:
     """(scheme, host, port) of a URL we may send to, as far as can be told without resolving it:
     http(s), a host, no credentials, a literal IP address only if allowed. UnsafeAddress otherwise."""
@@ -61,11 +75,8 @@ def url_check(url: str, *, allow_private: bool) -> tuple[str, str, int]:
     if not allow_private:
         if host == "localhost" or host.endswith(".localhost"):
             raise UnsafeAddress("Private, loopback and link-local addresses are not allowed.")
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None and not address_allowed(str(literal)):
+        literal = _ip_literal(host)
+        if literal is not None and not address_allowed(literal):
             raise UnsafeAddress("Private, loopback and link-local addresses are not allowed.")
     return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
 
