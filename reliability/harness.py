@@ -27,6 +27,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STRIPE_SECRET_KEY = "sk_test_reliability_0123456789"
 STRIPE_WEBHOOK_SECRET = "whsec_reliability_0123456789abcdef"
+SQUARE_WEBHOOK_SIGNATURE_KEY = "square-reliability-0123456789"
+METRICS_TOKEN = "metrics-reliability-0123456789"
 # Settings the servers must not inherit from the caller's environment.
 CLEARED_ENV = (
     "DJANGO_SETTINGS_MODULE",
@@ -48,6 +50,9 @@ CLEARED_ENV = (
     "MAX_DURATION_MINUTES",
     # Mail goes to the servers' logs, where the tokens row reads the password reset link.
     "EMAIL_URL",
+    # The SSRF row holds only with private addresses refused, as they are by default.
+    "URL_IMPORT_ALLOW_PRIVATE",
+    "WEBHOOK_ALLOW_PRIVATE",
 )
 
 
@@ -287,6 +292,10 @@ def running_stack(
         MAX_UPLOAD_MB=str(max_upload_mb),
         STRIPE_SECRET_KEY=STRIPE_SECRET_KEY,
         STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+        # Square's webhook verifies (no Square checkout: Stripe stays the provider) against our URL.
+        SQUARE_WEBHOOK_SIGNATURE_KEY=SQUARE_WEBHOOK_SIGNATURE_KEY,
+        SITE_URL=f"http://127.0.0.1:{port}",
+        METRICS_TOKEN=METRICS_TOKEN,
         TMPDIR=str(tmp_dir),
         **{"LOG_LEVEL": "INFO", **(extra_env or {})},
     )
