@@ -128,10 +128,17 @@ def target_parse(url: str) -> Target:
 
 def address_is_public(address: str) -> bool:
     """Whether an IP address is on the public internet (not private, loopback, link-local, shared,
-    multicast, reserved or unspecified), looking through IPv4-mapped IPv6 addresses."""
+    multicast, reserved or unspecified), looking through IPv4-mapped IPv6 addresses, and through
+    6to4 ones (2002::/16), which a relay delivers to the IPv4 address they embed."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None and not _is_public(ip.sixtofour):
+        return False
+    return _is_public(ip)
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 

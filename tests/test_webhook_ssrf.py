@@ -78,6 +78,23 @@ def test_it_refuses_private_addresses_written_as_numbers(url, settings):
     assert not Endpoint.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible (deprecated)
+        "http://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "http://[2002:a9fe:a9fe::]/hook",  # 6to4 of 169.254.169.254
+    ],
+)
+def test_it_refuses_ipv6_forms_of_private_ipv4_addresses(url, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    with pytest.raises(services.WebhookRefused):
+        services.endpoint_create(user=UserFactory(), url=url, events=["job.completed"])
+    assert not Endpoint.objects.exists()
+
+
 def test_it_accepts_public_addresses_and_names(settings):
     settings.WEBHOOK_ALLOW_PRIVATE = False
     for url in ("https://hooks.example.com/stemfold", "http://93.184.215.14:8080/x?y=1", "https://[2606:4700::1]/"):

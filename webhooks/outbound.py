@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from separation.safe_fetch import Deadline
+from separation.safe_fetch import Deadline, address_is_public
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -37,10 +37,8 @@ class Answer:
 
 
 def address_allowed(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    # URL import's rule, so both refuse the same addresses (reserved, NAT64 and 6to4 ones too).
+    return address_is_public(address)
 
 
 def _ip_literal(host: str) -> str | None:
