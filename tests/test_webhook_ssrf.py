@@ -57,7 +57,7 @@ def test_it_refuses_to_register_an_unsafe_url(url, settings):
 
 # IPv4 addresses in the forms inet_aton (and so getaddrinfo) reads besides dotted quads: each is
 # 127.0.0.1 or 10.0.0.1, which a check reading only dotted quads took for a host name.
-NUMERIC_PRIVATE_URLS = [
+PRIVATE_URLS_SPELT_OTHERWISE = [
     "http://2130706433/hook",
     "http://127.1/hook",
     "http://0x7f000001/hook",
@@ -65,11 +65,14 @@ NUMERIC_PRIVATE_URLS = [
     "http://017700000001/hook",
     "http://0177.0.0.1:8000/hook",
     "http://10.1/hook",
+    # Not a number, but the same kind of miss: the fully qualified name of localhost.
+    "http://localhost.:8000/hook",
+    "http://api.localhost./hook",
 ]
 
 
-@pytest.mark.parametrize("url", NUMERIC_PRIVATE_URLS)
-def test_it_refuses_private_addresses_written_as_numbers(url, settings):
+@pytest.mark.parametrize("url", PRIVATE_URLS_SPELT_OTHERWISE)
+def test_it_refuses_private_addresses_however_they_are_spelt(url, settings):
     settings.WEBHOOK_ALLOW_PRIVATE = False
     with pytest.raises(services.WebhookRefused):
         services.endpoint_create(user=UserFactory(), url=url, events=["job.completed"])

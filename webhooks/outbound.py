@@ -71,7 +71,8 @@ def url_check(url: str, *, allow_private: bool) -> tuple[str, str, int]:
         raise UnsafeAddress("The URL may not carry a user name or password.")
     host = parts.hostname
     if not allow_private:
-        if host == "localhost" or host.endswith(".localhost"):
+        name = host.rstrip(".")  # "localhost." is the same name, fully qualified
+        if name == "localhost" or name.endswith(".localhost"):
             raise UnsafeAddress("Private, loopback and link-local addresses are not allowed.")
         literal = _ip_literal(host)
         if literal is not None and not address_allowed(literal):
