@@ -341,6 +341,9 @@ UPLOAD_GRACE_SECONDS = env.int("UPLOAD_GRACE_SECONDS", default=30, minimum=0)
 # whole download must end within URL_IMPORT_TIMEOUT_SECONDS (it holds a web worker meanwhile).
 URL_IMPORT_ALLOW_PRIVATE = env.bool("URL_IMPORT_ALLOW_PRIVATE", default=False)
 URL_IMPORT_TIMEOUT_SECONDS = env.int("URL_IMPORT_TIMEOUT_SECONDS", default=60, minimum=1)
+# Each import holds a web thread for its download: at most this many at once per account, so a
+# few slow addresses cannot take every thread from everybody else.
+URL_IMPORT_MAX_CONCURRENT = env.int("URL_IMPORT_MAX_CONCURRENT", default=2, minimum=1)
 # The engine streams: a worker's memory does not grow with the track, its disk does (about 5 GB
 # of temporary files per hour of stereo audio while a 4-stem job runs) and so does its time.
 MAX_DURATION_MINUTES = env.int("MAX_DURATION_MINUTES", default=120, minimum=1)

@@ -20,6 +20,9 @@ from testkit.http import Reply, http, multipart, wait_until
 from testkit.processes import REPO_ROOT, free_port, start_process, stop_group
 from testkit.servers import collect_static, server_env, start_gunicorn
 
+SQUARE_WEBHOOK_SIGNATURE_KEY = "square-reliability-0123456789"
+METRICS_TOKEN = "metrics-reliability-0123456789"
+
 # --- the stack --------------------------------------------------------------------------
 
 
@@ -108,6 +111,10 @@ def running_stack(
         MAX_UPLOAD_MB=str(max_upload_mb),
         STRIPE_SECRET_KEY=stripe.SECRET_KEY,
         STRIPE_WEBHOOK_SECRET=stripe.WEBHOOK_SECRET,
+        # Square's webhook verifies (no Square checkout: Stripe stays the provider) against our URL.
+        SQUARE_WEBHOOK_SIGNATURE_KEY=SQUARE_WEBHOOK_SIGNATURE_KEY,
+        SITE_URL=f"http://127.0.0.1:{port}",
+        METRICS_TOKEN=METRICS_TOKEN,
         TMPDIR=str(tmp_dir),
         **{"LOG_LEVEL": "INFO", **(extra_env or {})},
     )

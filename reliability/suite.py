@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from reliability.scenarios import faults, free_rides, hostile, payments, reads, shortfall, tokens, uploads
+from reliability.scenarios import faults, free_rides, hostile, payments, platform, reads, shortfall, tokens, uploads
 from reliability.scenarios.common import Row
 
 
@@ -53,8 +53,8 @@ CI = Sizes(
 
 def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> list[Row]:
     """Every scenario, or those named in `only` (uploads, payments, shortfall, reads, hostile, tokens,
-    decoded_length, attempts, storage, fairness, refund_race, queue, sigkill, sigterm, sigterm_group,
-    postgres)."""
+    decoded_length, attempts, storage, fairness, ssrf, square_forgery, api_keys, refund_race, queue,
+    sigkill, sigterm, sigterm_group, postgres)."""
     scenarios = [
         (
             "uploads",
@@ -73,6 +73,9 @@ def run_all(stack, sizes: Sizes, *, log=print, only: set[str] | None = None) -> 
             lambda: free_rides.storage_bounded(stack, quota_mb=sizes.storage_quota_mb, job_timeout=sizes.job_timeout),
         ),
         ("fairness", lambda: free_rides.fair_queue(stack, job_timeout=sizes.job_timeout)),
+        ("ssrf", lambda: platform.ssrf_refused(stack)),
+        ("square_forgery", lambda: platform.square_forgery_refused(stack)),
+        ("api_keys", lambda: platform.api_keys_and_metrics(stack)),
     ]
     fault_rows = {
         "refund_race": lambda: faults.refund_race(stack, rounds=sizes.refund_rounds),

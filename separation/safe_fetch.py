@@ -7,7 +7,9 @@ Rules (for URL import, and meant for any outgoing request a user chooses the add
   included) unless `allow_private`, and the connection is made to that checked address (pinned):
   a DNS answer that changes between the check and the connection (rebinding) changes nothing;
 - redirects are followed only to the same host (and scheme), each one resolved and checked again;
-- a connect timeout, a timeout for each read and a deadline for the whole transfer;
+- a connect timeout, a timeout for each read and a deadline for the whole exchange, held by
+  shutting the socket down when it passes (`Deadline`): per-read timeouts alone let a server that
+  trickles its status line or headers a byte at a time (slowloris) hold the thread for hours;
 - at most `max_bytes`, counted as the body arrives whatever Content-Length says.
 
 `pinned_connection` is the building block (an http.client connection to the checked address,
@@ -20,6 +22,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from email.message import Message
@@ -47,6 +50,48 @@ class FetchFailed(FetchError):
 
 class FetchTooLarge(FetchError):
     """The body passed `max_bytes` (it was stopped there)."""
+
+
+class Deadline:
+    """Shuts down the sockets it watches once `seconds` have passed, waking any read or write
+    blocked on them (http.client's header reading included, which no per-read timeout bounds).
+    It watches a duplicate of each socket's descriptor, so a socket later wrapped in TLS (which
+    detaches the original object) is still shut down. `expired` tells the caller why it failed."""
+
+    def __init__(self, seconds: float):
+        self._lock = threading.Lock()
+        self._watched: list[socket.socket] = []
+        self.expired = False
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self):
+        with self._lock:
+            self.expired = True
+            for sock in self._watched:
+                _shutdown(sock)
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            duplicate = sock.dup()
+            self._watched.append(duplicate)
+            if self.expired:
+                _shutdown(duplicate)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._watched:
+                sock.close()
+            self._watched.clear()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by its side
+        pass
 
 
 @dataclass(frozen=True)
@@ -83,10 +128,17 @@ def target_parse(url: str) -> Target:
 
 def address_is_public(address: str) -> bool:
     """Whether an IP address is on the public internet (not private, loopback, link-local, shared,
-    multicast, reserved or unspecified), looking through IPv4-mapped IPv6 addresses."""
+    multicast, reserved or unspecified), looking through IPv4-mapped IPv6 addresses, and through
+    6to4 ones (2002::/16), which a relay delivers to the IPv4 address they embed."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None and not _is_public(ip.sixtofour):
+        return False
+    return _is_public(ip)
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
@@ -109,9 +161,10 @@ def addresses_checked(host: str, port: int, *, allow_private: bool) -> list[tupl
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host, port, *, infos, **kwargs):
+    def __init__(self, host, port, *, infos, deadline: Deadline | None = None, **kwargs):
         super().__init__(host, port, **kwargs)
         self._infos = infos
+        self._deadline = deadline
 
     def _connect_pinned(self):
         error = None
@@ -125,6 +178,8 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
                 error = refused
                 continue
             sock.settimeout(self.timeout)
+            if self._deadline is not None:
+                self._deadline.watch(sock)
             return sock
         raise error or OSError("no address to connect to")
 
@@ -143,12 +198,17 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
 
 
 def pinned_connection(
-    target: Target, *, allow_private: bool, timeout: float = READ_TIMEOUT_SECONDS
+    target: Target,
+    *,
+    allow_private: bool,
+    timeout: float = READ_TIMEOUT_SECONDS,
+    deadline: Deadline | None = None,
 ) -> http.client.HTTPConnection:
-    """An http.client connection to `target` that can only reach the address checked here."""
+    """An http.client connection to `target` that can only reach the address checked here; its
+    socket is shut down when `deadline` expires."""
     infos = addresses_checked(target.host, target.port, allow_private=allow_private)
     connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    return connection_class(target.host, target.port, infos=infos, timeout=timeout)
+    return connection_class(target.host, target.port, infos=infos, timeout=timeout, deadline=deadline)
 
 
 def _filename(response: http.client.HTTPResponse, path: str) -> str:
@@ -176,9 +236,36 @@ def fetch_to_file(
     raise to refuse an answer by its Content-Type before its body is read; `progress(size)`, called
     after each chunk is written, may raise to stop the download."""
     started = time.monotonic()
+    deadline = Deadline(deadline_seconds)
+    try:
+        fetched = _fetch(
+            url,
+            into=into,
+            max_bytes=max_bytes,
+            started=started,
+            deadline_seconds=deadline_seconds,
+            deadline=deadline,
+            allow_private=allow_private,
+            refuse_content_type=refuse_content_type,
+            progress=progress,
+        )
+    except FetchError:
+        if deadline.expired:  # the shut-down socket showed up as some other failure
+            raise FetchFailed(f"The download took longer than {deadline_seconds:g} seconds.") from None
+        raise
+    finally:
+        deadline.close()
+    if deadline.expired:  # a shut-down socket reads as the end of the body
+        raise FetchFailed(f"The download took longer than {deadline_seconds:g} seconds.")
+    return fetched
+
+
+def _fetch(
+    url, *, into, max_bytes, started, deadline_seconds, deadline, allow_private, refuse_content_type, progress
+) -> Fetched:
     target = target_parse(url)
     for _ in range(MAX_REDIRECTS + 1):
-        connection = pinned_connection(target, allow_private=allow_private)
+        connection = pinned_connection(target, allow_private=allow_private, deadline=deadline)
         try:
             try:
                 connection.request(

@@ -178,6 +178,17 @@ class NotAPreview(UploadRefused):
     code = "not_a_preview"
 
 
+class UrlImportsBusy(UploadRefused):
+    """URL import: the account already runs URL_IMPORT_MAX_CONCURRENT imports (each holds a web thread)."""
+
+    code = "url_imports_busy"
+
+    def __init__(self, *, limit: int):
+        super().__init__(
+            f"You already have {limit} imports from addresses downloading. Please wait until one has finished."
+        )
+
+
 STATUS = {
     NoFile: 400,
     EmptyFile: 400,
@@ -198,6 +209,7 @@ STATUS = {
     ServerStorageUnavailable: 503,
     UrlNotAllowed: 400,
     UrlFetchFailed: 422,
+    UrlImportsBusy: 429,
 }
 
 

@@ -31,6 +31,9 @@ CLEARED_ENV = (
     "MAX_DURATION_MINUTES",
     # Mail goes to the servers' logs, where the attack suite's tokens row reads the reset link.
     "EMAIL_URL",
+    # The attack suite's SSRF row holds only with private addresses refused, as they are by default.
+    "URL_IMPORT_ALLOW_PRIVATE",
+    "WEBHOOK_ALLOW_PRIVATE",
 )
 
 

@@ -97,6 +97,20 @@ def test_it_times_requests_by_their_route_not_their_path(client, metrics_on, use
     assert not any(str(job.pk) in dict(labels).get("route", "") for _, labels in figures)
 
 
+@pytest.mark.django_db
+def test_it_counts_requests_with_made_up_methods_as_other(client, metrics_on):
+    # Any token is an HTTP method to the server: one series per method would let anyone grow
+    # every process's memory and the scrape without end.
+    for method in ("FOOBAR", "X1Y2Z3", "PURGE"):
+        client.generic(method, "/healthz")
+
+    labels = [dict(labels) for name, labels in scrape(client) if name == "stemfold_http_request_duration_seconds_count"]
+
+    methods = {found["method"] for found in labels}
+    assert "other" in methods
+    assert not methods & {"FOOBAR", "X1Y2Z3", "PURGE"}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_answers_during_an_end_to_end_job_and_the_worker_serves_its_own(
     live_server, cluster_factory, tmp_path, settings

@@ -255,6 +255,13 @@ def test_it_sees_through_ipv4_mapped_and_reserved_addresses():
         assert not safe_fetch.address_is_public(address), address
 
 
+def test_it_sees_through_6to4_addresses_of_private_ones():
+    # 2002:AABB:CCDD::/48 is the 6to4 network of IPv4 AA.BB.CC.DD: a relay delivers it there.
+    for address in ("2002:7f00:1::1", "2002:a00:1::", "2002:c0a8:101::1", "2002:a9fe:a9fe::"):
+        assert not safe_fetch.address_is_public(address), address
+    assert safe_fetch.address_is_public("2002:5db8:d70e::1")  # 93.184.215.14
+
+
 def test_it_stops_a_song_past_the_duration_limit_while_it_downloads(user, songs, private_allowed, settings):
     settings.MAX_DURATION_MINUTES = 1
     long_song = tone_bytes(seconds=30 * 60.0, samplerate=8000, channels=1)  # 28.8 MB, 30 minutes

@@ -55,6 +55,49 @@ def test_it_refuses_to_register_an_unsafe_url(url, settings):
     assert not Endpoint.objects.exists()
 
 
+# IPv4 addresses in the forms inet_aton (and so getaddrinfo) reads besides dotted quads: each is
+# 127.0.0.1 or 10.0.0.1, which a check reading only dotted quads took for a host name.
+PRIVATE_URLS_SPELT_OTHERWISE = [
+    "http://2130706433/hook",
+    "http://127.1/hook",
+    "http://0x7f000001/hook",
+    "http://0x7f.0.0.1/hook",
+    "http://017700000001/hook",
+    "http://0177.0.0.1:8000/hook",
+    "http://10.1/hook",
+    # Not a number, but the same kind of miss: the fully qualified name of localhost.
+    "http://localhost.:8000/hook",
+    "http://api.localhost./hook",
+]
+
+
+@pytest.mark.parametrize("url", PRIVATE_URLS_SPELT_OTHERWISE)
+def test_it_refuses_private_addresses_however_they_are_spelt(url, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    with pytest.raises(services.WebhookRefused):
+        services.endpoint_create(user=UserFactory(), url=url, events=["job.completed"])
+    with pytest.raises(services.WebhookRefused):
+        services.callback_url_check(url=url)
+    assert not Endpoint.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible (deprecated)
+        "http://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "http://[2002:a9fe:a9fe::]/hook",  # 6to4 of 169.254.169.254
+    ],
+)
+def test_it_refuses_ipv6_forms_of_private_ipv4_addresses(url, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    with pytest.raises(services.WebhookRefused):
+        services.endpoint_create(user=UserFactory(), url=url, events=["job.completed"])
+    assert not Endpoint.objects.exists()
+
+
 def test_it_accepts_public_addresses_and_names(settings):
     settings.WEBHOOK_ALLOW_PRIVATE = False
     for url in ("https://hooks.example.com/stemfold", "http://93.184.215.14:8080/x?y=1", "https://[2606:4700::1]/"):

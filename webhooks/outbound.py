@@ -6,6 +6,8 @@
   Private, loopback, link-local, multicast, reserved and unspecified addresses are refused unless
   `allow_private` (WEBHOOK_ALLOW_PRIVATE=1, for tests and private deployments).
 - Redirects are not followed: a 3xx is an answer like any other non-2xx.
+- The timeout holds for the whole exchange, headers included: the socket is shut down when it
+  passes (safe_fetch.Deadline), so a receiver trickling its answer cannot hold a worker.
 
 The lead may fold this into one shared module with the URL import's fetcher.
 """
@@ -18,6 +20,8 @@ import socket
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from separation.safe_fetch import Deadline, address_is_public
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -33,10 +37,22 @@ class Answer:
 
 
 def address_allowed(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    # URL import's rule, so both refuse the same addresses (reserved, NAT64 and 6to4 ones too).
+    return address_is_public(address)
+
+
+def _ip_literal(host: str) -> str | None:
+    """The address a host that is an IP literal stands for, or None for a name. getaddrinfo reads
+    IPv4 the way inet_aton does, so 2130706433, 127.1, 0x7f000001 and 0177.0.0.1 are all
+    127.0.0.1: read them the same here, not as names."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def url_check(url: str, *, allow_private: bool) -> tuple[str, str, int]:
@@ -55,18 +71,16 @@ def url_check(url: str, *, allow_private: bool) -> tuple[str, str, int]:
         raise UnsafeAddress("The URL may not carry a user name or password.")
     host = parts.hostname
     if not allow_private:
-        if host == "localhost" or host.endswith(".localhost"):
+        name = host.rstrip(".")  # "localhost." is the same name, fully qualified
+        if name == "localhost" or name.endswith(".localhost"):
             raise UnsafeAddress("Private, loopback and link-local addresses are not allowed.")
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None and not address_allowed(str(literal)):
+        literal = _ip_literal(host)
+        if literal is not None and not address_allowed(literal):
             raise UnsafeAddress("Private, loopback and link-local addresses are not allowed.")
     return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
 
 
-def _pinned_connect(host: str, port: int, *, allow_private: bool):
+def _pinned_connect(host: str, port: int, *, allow_private: bool, deadline: Deadline):
     """A socket.create_connection for http.client that resolves `host` itself, refuses it if any
     address is not allowed, and connects to the address it checked."""
 
@@ -83,6 +97,7 @@ def _pinned_connect(host: str, port: int, *, allow_private: bool):
             try:
                 sock.settimeout(timeout)
                 sock.connect(sockaddr)
+                deadline.watch(sock)
                 return sock
             except OSError as error:
                 sock.close()
@@ -102,10 +117,11 @@ def post(url: str, *, body: bytes, headers: dict[str, str], timeout: float, allo
     if parts.query:
         target = f"{target}?{parts.query}"
     deadline = time.monotonic() + timeout
+    shutdown = Deadline(timeout)
     connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
     connection = connection_class(host, port, timeout=timeout)
     # Host and TLS (SNI, certificate) still name the host; only the socket goes to the pinned address.
-    connection._create_connection = _pinned_connect(host, port, allow_private=allow_private)
+    connection._create_connection = _pinned_connect(host, port, allow_private=allow_private, deadline=shutdown)
     try:
         connection.request("POST", target, body=body, headers=headers)
         if connection.sock is not None:  # the whole exchange shares one deadline
@@ -122,6 +138,13 @@ def post(url: str, *, body: bytes, headers: dict[str, str], timeout: float, allo
             if not chunk:
                 break
             received += chunk
-        return Answer(status_code=response.status, body=bytes(received[:MAX_RESPONSE_BYTES]))
+    except (OSError, http.client.HTTPException):
+        if shutdown.expired:  # the shut-down socket showed up as some other failure
+            raise TimeoutError("the answer took too long") from None
+        raise
     finally:
+        shutdown.close()
         connection.close()
+    if shutdown.expired:  # a shut-down socket reads as the end of the answer
+        raise TimeoutError("the answer took too long")
+    return Answer(status_code=response.status, body=bytes(received[:MAX_RESPONSE_BYTES]))
