@@ -74,7 +74,7 @@ def _demucs_files(root: str, *names: str) -> tuple[WeightFile, ...]:
     )
 
 
-DEMUCS_MIT = "MIT (the demucs repository's licence covers the released weights)"
+DEMUCS_MIT = "MIT"  # the demucs repository's licence, under which its weights are released
 CATALOGUE: dict[str, Entry] = {
     "htdemucs": Entry(
         label="Hybrid Transformer Demucs",

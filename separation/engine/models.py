@@ -55,10 +55,22 @@ def _bag_members(yaml_path: Path) -> list[str] | None:
     return [str(member) for member in members]
 
 
+ROFORMER_CHECKPOINT = "model.ckpt"
+ROFORMER_CONFIG = "config.yaml"
+
+
+def roformer_files(name: str, repo: Path) -> tuple[Path, Path]:
+    """A RoFormer in the Music-Source-Separation-Training format: its checkpoint and YAML config,
+    in a folder of its own named after the model."""
+    return repo / name / ROFORMER_CHECKPOINT, repo / name / ROFORMER_CONFIG
+
+
 def _installed_in_repo(name: str, repo: Path) -> bool:
     try:
         if not repo.is_dir():
             return False
+        if all(path.is_file() for path in roformer_files(name, repo)):
+            return True
         signatures = _local_signatures(repo)
     except OSError:
         return False
