@@ -27,7 +27,8 @@ from separation.catalog import CATALOGUE, Entry
 
 # Small enough that a cut download keeps nearly all it received (a cut block is lost whole).
 BLOCK_BYTES = 1 << 16
-TIMEOUT_SECONDS = 30
+# (connect, read): an offline machine (bin/first-model) gives up soon; a slow host may pause.
+TIMEOUT_SECONDS = (10, 60)
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

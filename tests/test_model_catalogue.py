@@ -68,3 +68,18 @@ def test_it_shows_quality_and_speed_in_the_upload_forms_model_select(user):
     option = re.search(r'<option value="demo"[^>]*>\s*([^<]+?)\s*</option>', page).group(1)
     assert "1 credit per 10 minutes" in option and "quality untrained" in option and "speed not measured" in option
     assert 'aria-describedby="id_model_help"' in page
+
+
+@pytest.mark.usefixtures("demo_model")
+def test_it_lists_the_catalogue_on_the_admins_models_page(admin_client, user):
+    page = admin_client.get("/admin/separation/job/models/").content.decode()
+
+    start = page.index('<table id="models">')
+    table = page[start : page.index("</table>", start)]
+    names = re.findall(r'<th scope="row"><code>([^<]+)</code>', table)
+    assert names == [model.name for model in models_list()]
+    demo_row = table[table.index("<code>demo</code>") :].split("</tr>")[0]
+    assert "<td>yes</td>" in demo_row and re.search(r"<td>[\d.]+\xa0(KB|MB)</td>", demo_row)
+    assert "bs_roformer_viperx" in page[page.index("Not offered") :]
+    assert 'href="/admin/separation/job/models/"' in admin_client.get("/admin/separation/job/").content.decode()
+    assert logged_in(user).get("/admin/separation/job/models/").status_code == 302  # to the admin login

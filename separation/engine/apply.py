@@ -26,6 +26,7 @@ from separation.engine.mix import MixStatistics, MixWindow, mix_blocks
 from separation.engine.models import load_model, resolve_device
 from separation.engine.progress import Progress
 from separation.engine.reader import InputReader
+from separation.engine.roformer import RoformerModel, RoformerPass
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ def warm_up(name: str, config: EngineConfig) -> bool:
 
     model, loaded = load_model(name, config)
     device = resolve_device(config.device)
+    if isinstance(model, RoformerModel):
+        forward(model, torch.zeros(model.audio_channels, model.chunk_size), model.chunk_size, device)
+        return loaded
     segment = effective_segment(model, config.segment)
     for member in members(model):
         length = int(member.samplerate * float(segment if segment is not None else member.segment))
@@ -128,6 +132,14 @@ class Pass:
         valid = padded_length(self.model, length, self.segment)
         return self.base + offset - (valid - length) // 2, valid
 
+    def first_needed(self, index: int) -> int:
+        return self.chunk(index)[0]
+
+    def run(self, index: int, mix, device: str) -> None:
+        start, length = self.chunk(index)
+        chunk_length = min(self.segment_length, self.length - self.offsets[index])
+        self.add(index, forward(self.model, mix.normalised(start, length), chunk_length, device))
+
     def add(self, index: int, out) -> None:
         """Adds chunk `index`'s output (sources, channels, length), center-trimmed; positions before
         the next chunk are then finished."""
@@ -166,11 +178,16 @@ class Plan:
     members: list[int]  # bag members that run
     weights: list[list[float]] | None  # the bag's weights; None for a single model
     minus: bool  # two stems: no_STEM = mix - STEM (else the sum of the other sources)
+    complement: bool = False  # the last source is the mix minus the others (a one-target RoFormer)
+    shifts: bool = True  # demucs's random shifts apply (MSST's demix has none)
+    normalise: bool = True  # the model sees (mix - mean) / std, as demucs does (MSST's demix does not)
 
 
 def plan_for(model, two_stems: str | None) -> Plan:
     """Which bag members run: those with a non-zero weight for a stem the job needs. When that
     leaves some out, the other sources are incomplete and no_STEM is the mix minus STEM."""
+    if isinstance(model, RoformerModel):
+        return Plan(members=[0], weights=None, minus=False, complement=model.complement, shifts=False, normalise=False)
     weights = bag_weights(model)
     if weights is None:
         return Plan(members=[0], weights=None, minus=False)
@@ -187,6 +204,8 @@ def passes_for(model, plan: Plan, *, frames: int, config: EngineConfig, segment)
     the ones that do not run, so the others get the shifts demucs would give them)."""
     import random
 
+    if isinstance(model, RoformerModel):
+        return [RoformerPass(model=model, frames=frames)]
     passes = []
     for index, member in enumerate(members(model)):
         bases = [0]
@@ -221,7 +240,7 @@ def combine(passes: list[Pass], count: int, *, plan: Plan, shifts: int, stats: M
                 totals[k] += value
     for member in plan.members:
         mine = [one for one in passes if one.member == member]
-        if shifts:
+        if shifts and plan.shifts:
             out = 0.0
             for one in mine:
                 out += one.take(count)
@@ -282,8 +301,10 @@ def separate_into(
     combined and handed to the writers."""
     import heapq
 
+    import torch
+
     mix = MixWindow(mix_blocks(reader, model), stats, model.audio_channels)
-    queue = [(one.chunk(0)[0], number, 0) for number, one in enumerate(passes) if len(one.offsets)]
+    queue = [(one.first_needed(0), number, 0) for number, one in enumerate(passes) if len(one.offsets)]
     heapq.heapify(queue)
     total = sum(len(one.offsets) for one in passes)
     done = 0
@@ -292,16 +313,16 @@ def separate_into(
     while queue:
         _, number, index = heapq.heappop(queue)
         one = passes[number]
-        start, length = one.chunk(index)
-        chunk_length = min(one.segment_length, one.length - one.offsets[index])
-        one.add(index, forward(one.model, mix.normalised(start, length), chunk_length, device))
+        one.run(index, mix, device)
         if index + 1 < len(one.offsets):
-            heapq.heappush(queue, (one.chunk(index + 1)[0], number, index + 1))
+            heapq.heappush(queue, (one.first_needed(index + 1), number, index + 1))
         done += 1
         ready = min(p.final_end for p in passes)
         if ready > combined:
             sources = combine(passes, ready - combined, plan=plan, shifts=config.shifts, stats=stats)
-            raw = mix.raw(combined, ready) if plan.minus else None
+            raw = mix.raw(combined, ready) if plan.minus or plan.complement else None
+            if plan.complement:
+                sources = torch.cat([sources, (raw - sources.sum(0))[None]])
             stems = stems_from_sources(sources, names, list(model.sources), two_stems, plan, raw)
             for name, writer in writers.items():
                 writer.add(stems[name])

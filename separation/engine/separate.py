@@ -22,7 +22,7 @@ from separation.engine.apply import (
 from separation.engine.config import EngineConfig
 from separation.engine.encode import OUTPUT_FORMATS, StemWriter, encode, output_samplerate
 from separation.engine.errors import AudioDecodeError, EngineError
-from separation.engine.mix import mix_statistics
+from separation.engine.mix import mix_statistics, unnormalised
 from separation.engine.models import load_model, resolve_device
 from separation.engine.outputs import Outputs, safe_archive_name, write_zip
 from separation.engine.progress import SEPARATION_SHARE, Progress
@@ -80,6 +80,8 @@ def separate(
     if stats.input_frames < MIN_SECONDS * reader.samplerate:
         raise AudioDecodeError(f"The audio is too short to separate (under {MIN_SECONDS:g} s).")
     plan = plan_for(model, two_stems)
+    if not plan.normalise:
+        stats = unnormalised(stats)
     passes = passes_for(model, plan, frames=stats.frames, config=config, segment=segment)
 
     out_samplerate = output_samplerate(reader.samplerate, output_format, model.samplerate)

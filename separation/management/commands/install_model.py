@@ -29,6 +29,11 @@ class Command(BaseCommand):
             "--repo", type=Path, default=None, help="Model folder (default: settings.DEMUCS_MODEL_REPO)."
         )
         parser.add_argument(
+            "--if-no-model",
+            action="store_true",
+            help="Do nothing when any separation model is installed already (what bin/first-model uses).",
+        )
+        parser.add_argument(
             "--allow-unverified",
             action="store_true",
             help="Install a file whose publisher gives no checksum (the default refuses it).",
@@ -42,6 +47,10 @@ class Command(BaseCommand):
                 return
         if not options["names"]:
             raise CommandError("Name the models to install, or pass --list.")
+        installed = [model.name for model in models_list() if model.installed]
+        if options["if_no_model"] and installed:
+            self.stdout.write(f"Models installed ({', '.join(installed)}); nothing to install.")
+            return
         failed = []
         for name in options["names"]:
             try:
