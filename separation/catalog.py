@@ -169,6 +169,15 @@ CATALOGUE: dict[str, Entry] = {
         quality=None,
         price_multiplier=2,
     ),
+    "vocals_roformer_demucs": Entry(
+        label="Ensemble: Mel-Band RoFormer vocals, htdemucs drums, bass and other",
+        family="ensemble",
+        stems=FOUR_STEMS,
+        licence="MIT (both parts)",
+        commercial=True,
+        quality=None,  # none published for the combination; each part's is listed with it
+        parts={"drums": "htdemucs", "bass": "htdemucs", "other": "htdemucs", "vocals": "mel_roformer_vocals"},
+    ),
     "demo": Entry(
         label="Demo model (untrained: for trying the service)",
         family="demucs",
@@ -184,6 +193,15 @@ CATALOGUE: dict[str, Entry] = {
         licence="MIT (randomly initialised here)",
         commercial=True,
         quality=None,
+    ),
+    "demo_ensemble": Entry(
+        label="Demo ensemble (untrained: RoFormer vocals, Demucs the rest)",
+        family="ensemble",
+        stems=FOUR_STEMS,
+        licence="MIT (randomly initialised here)",
+        commercial=True,
+        quality=None,
+        parts={"drums": "demo", "bass": "demo", "other": "demo", "vocals": "demo_roformer"},
     ),
 }
 # Kept for the callers that only need the names.
@@ -230,6 +248,17 @@ def entry_price(name: str) -> int:
     if entry.family != "ensemble":
         return entry.price_multiplier
     return sum(CATALOGUE[part].price_multiplier for part in dict.fromkeys(entry.parts.values()))
+
+
+def ensemble_parts(name: str) -> dict[str, str] | None:
+    """An ensemble's model per stem, in its stems' order (what the engine runs); None otherwise."""
+    entry = CATALOGUE.get(name)
+    return dict(entry.parts) if entry is not None and entry.family == "ensemble" else None
+
+
+def loadable_names(names: list[str]) -> list[str]:
+    """The models a worker loads for these catalogue names: an ensemble's parts instead of it."""
+    return list(dict.fromkeys(part for name in names for part in (ensemble_parts(name) or {name: name}).values()))
 
 
 def entry_installed(name: str) -> bool:

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from separation import engine
+from separation.catalog import ensemble_parts
 from separation.models import Job
 from separation.notifications import notify_job_finished
 from separation.services import engine_config, job_complete, job_fail, job_folder_path, job_report_progress
@@ -93,6 +94,7 @@ def job_run(*, job: Job) -> None:
             progress=_progress_reporter(job),
             archive_name=job.title,
             max_seconds=job.duration_seconds + DURATION_SLACK_SECONDS,
+            parts=ensemble_parts(job.model),
         )
     except engine.SeparationAborted:
         shutil.rmtree(output_dir, ignore_errors=True)

@@ -338,7 +338,7 @@ def test_it_lists_the_catalogue_with_only_demo_installed(api_client):
     assert {"htdemucs", "htdemucs_6s", "hdemucs_mmi", "htdemucs_ft", "mdx_extra", "demo"} <= set(models)
     assert [name for name, model in models.items() if model["installed"]] == ["demo"]
     assert [name for name, model in models.items() if model["default"]] == ["demo"]
-    assert [name for name, model in models.items() if model["untrained"]] == ["demo", "demo_roformer"]
+    assert [name for name, model in models.items() if model["untrained"]] == ["demo", "demo_roformer", "demo_ensemble"]
     assert models["htdemucs_6s"]["stems"] == ["drums", "bass", "other", "vocals", "guitar", "piano"]
     assert models["htdemucs_ft"]["price_multiplier"] == 4
     assert models["demo"]["stems"] == STEMS

@@ -12,7 +12,8 @@ and nothing runs torch work at import time. The web process only calls `probe_au
 
 The modules: separate (the whole run, start here), reader (decoding window by window, probing),
 models (installed models, devices, loading), resample, mix (the mix's statistics and sliding
-window), apply (demucs's chunk, shift and bag arithmetic), encode (raw stems, wav/mp3/flac),
+window), apply (demucs's chunk, shift and bag arithmetic, and the loop all families run in),
+roformer (the RoFormer family: MSST checkpoints and MSST's chunk arithmetic), encode (raw stems, wav/mp3/flac),
 waveform, outputs (temporary files, the zip), progress, config and errors. Only the names below
 are for the rest of the project.
 """

@@ -283,51 +283,74 @@ def stems_from_sources(sources, names: list[str], model_sources: list[str], two_
     return {two_stems: selected, f"no_{two_stems}": rest}
 
 
+@dataclass
+class Run:
+    """One model's part of a separation: its plan, passes and mix statistics, and (in an
+    ensemble) the stems taken from it; None takes them all, as a single model's job does."""
+
+    model: object
+    plan: Plan
+    passes: list
+    stats: MixStatistics
+    take: list[str] | None = None
+
+
 def separate_into(
     writers: dict[str, StemWriter],
     *,
     reader: InputReader,
-    model,
-    stats: MixStatistics,
-    plan: Plan,
-    passes: list[Pass],
+    runs: list[Run],
     config: EngineConfig,
     device: str,
     two_stems: str | None,
     tracker: Progress,
 ) -> None:
-    """Second read: every pass of every running member over the mix in lockstep, chunk by chunk
-    in order of position, so only about a segment of audio is held; finished positions are
-    combined and handed to the writers."""
+    """Second read: every pass of every running member (of every model of an ensemble) over the
+    mix in lockstep, chunk by chunk in order of position, so only about a segment of audio is
+    held; finished positions are combined and handed to the writers."""
     import heapq
 
     import torch
 
-    mix = MixWindow(mix_blocks(reader, model), stats, model.audio_channels)
-    queue = [(one.first_needed(0), number, 0) for number, one in enumerate(passes) if len(one.offsets)]
+    first = runs[0]
+    mix = MixWindow(mix_blocks(reader, first.model), first.stats, first.model.audio_channels)
+    views = [mix.view(run.stats) for run in runs]
+    queue = [
+        (one.first_needed(0), which, number, 0)
+        for which, run in enumerate(runs)
+        for number, one in enumerate(run.passes)
+        if len(one.offsets)
+    ]
     heapq.heapify(queue)
-    total = sum(len(one.offsets) for one in passes)
+    every = [one for run in runs for one in run.passes]
+    total = sum(len(one.offsets) for one in every)
+    needs_mix = any(run.plan.minus or run.plan.complement for run in runs)
     done = 0
     combined = 0
     names = list(writers)
     while queue:
-        _, number, index = heapq.heappop(queue)
-        one = passes[number]
-        one.run(index, mix, device)
+        _, which, number, index = heapq.heappop(queue)
+        one = runs[which].passes[number]
+        one.run(index, views[which], device)
         if index + 1 < len(one.offsets):
-            heapq.heappush(queue, (one.first_needed(index + 1), number, index + 1))
+            heapq.heappush(queue, (one.first_needed(index + 1), which, number, index + 1))
         done += 1
-        ready = min(p.final_end for p in passes)
+        ready = min(p.final_end for p in every)
         if ready > combined:
-            sources = combine(passes, ready - combined, plan=plan, shifts=config.shifts, stats=stats)
-            raw = mix.raw(combined, ready) if plan.minus or plan.complement else None
-            if plan.complement:
-                sources = torch.cat([sources, (raw - sources.sum(0))[None]])
-            stems = stems_from_sources(sources, names, list(model.sources), two_stems, plan, raw)
+            raw = mix.raw(combined, ready) if needs_mix else None
+            stems = {}
+            for run in runs:
+                sources = combine(run.passes, ready - combined, plan=run.plan, shifts=config.shifts, stats=run.stats)
+                if run.plan.complement:
+                    sources = torch.cat([sources, (raw - sources.sum(0))[None]])
+                if run.take is None:
+                    stems.update(stems_from_sources(sources, names, list(run.model.sources), two_stems, run.plan, raw))
+                else:
+                    stems.update({name: sources[list(run.model.sources).index(name)] for name in run.take})
             for name, writer in writers.items():
                 writer.add(stems[name])
             combined = ready
         mix.discard_before(min([combined] + [item[0] for item in queue]))
         tracker.separating(done / total)
-    if combined != stats.frames:
+    if combined != first.stats.frames:
         raise EngineError("The separation did not cover the whole track.")
