@@ -326,6 +326,12 @@ SPECTACULAR_SETTINGS = {
 # (separation/catalog.py), which checks DEFAULT_MODEL and WORKER_PRELOAD_MODELS against it at start-up.
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="htdemucs")
 DEMUCS_MODEL_REPO = BASE_DIR / env.str("DEMUCS_MODEL_REPO", default=str(DATA_DIR / "models"))
+# Offer models whose weights' licence does not allow commercial use (or states none): off, so a
+# paid service sells only what it may.
+MODELS_NONCOMMERCIAL = env.bool("MODELS_NONCOMMERCIAL", default=False)
+# Where `manage.py install_model` downloads from: empty for each publisher's own host; a base URL
+# replaces their scheme and host (a mirror keeping their paths; the tests' loopback server).
+MODEL_DOWNLOAD_BASE_URL = env.str("MODEL_DOWNLOAD_BASE_URL", default="")
 DEMUCS_DEVICE = env("DEMUCS_DEVICE", cast=demucs_device, default="auto")
 DEMUCS_SHIFTS = env.int("DEMUCS_SHIFTS", default=1)
 DEMUCS_OVERLAP = env.float("DEMUCS_OVERLAP", default=0.25, minimum=0.0, maximum=0.9)

@@ -17,11 +17,14 @@ logger = logging.getLogger(__name__)
 
 
 def home(request):
+    from separation.catalog import models_list
+
     return render(
         request,
         "home.html",
         {
             "packs": packs_list(),
+            "models": [model for model in models_list() if model.installed],
             "signup_bonus": settings.SIGNUP_BONUS_CREDITS,
             "bonus_on_verification": settings.EMAIL_VERIFICATION != "none",
             "retention_days": settings.JOB_RETENTION_DAYS,

@@ -64,7 +64,31 @@ class JobAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.statistics_view),
             name="separation_job_statistics",
         )
-        return [statistics, *super().get_urls()]
+        models = path("models/", self.admin_site.admin_view(self.models_view), name="separation_job_models")
+        return [statistics, models, *super().get_urls()]
+
+    def models_view(self, request):
+        """The model catalogue as `install_model --list` shows it: installed or not, size on disk,
+        licence, quality, speed and price."""
+        from django.conf import settings
+
+        from separation.catalog import CATALOGUE, models_list
+        from separation.model_install import size_on_disk
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        offered = models_list()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Models",
+            "rows": [(model, size_on_disk(model.name, settings.DEMUCS_MODEL_REPO)) for model in offered],
+            "not_offered": [
+                (name, entry) for name, entry in CATALOGUE.items() if name not in {m.name for m in offered}
+            ],
+            "model_repo": settings.DEMUCS_MODEL_REPO,
+        }
+        return TemplateResponse(request, "admin/separation/models.html", context)
 
     def statistics_view(self, request):
         """Sign-ups, jobs, failure rate, credits, revenue and queue, with a chart."""

@@ -42,11 +42,24 @@ from separation.url_import import upload_accept_source
 from webhooks.services import WebhookRefused, callback_register, callback_url_check
 
 
+class QualityOutput(serializers.Serializer):
+    sdr = serializers.DictField(child=serializers.FloatField(), help_text="Published SDR per stem, in dB")
+    overall = serializers.FloatField(allow_null=True, help_text="Published average SDR, in dB")
+    dataset = serializers.CharField()
+    source = serializers.CharField(help_text="Where the figures are published")
+
+
 class ModelOutput(serializers.Serializer):
     name = serializers.CharField()
     label = serializers.CharField()
+    family = serializers.CharField(help_text="demucs, roformer or ensemble")
     stems = serializers.ListField(child=serializers.CharField())
     price_multiplier = serializers.IntegerField(help_text="Credits per started 10 minutes of audio")
+    quality = QualityOutput(allow_null=True, help_text="Published quality; null where none is published")
+    speed = serializers.FloatField(allow_null=True, help_text="A job's time relative to htdemucs's, measured here")
+    licence = serializers.CharField(help_text="The licence of the weights")
+    commercial = serializers.BooleanField(help_text="The weights' licence allows commercial use")
+    parts = serializers.DictField(child=serializers.CharField(), help_text="An ensemble's model per stem")
     installed = serializers.BooleanField()
     untrained = serializers.BooleanField()
     default = serializers.BooleanField()
@@ -223,7 +236,8 @@ class UploadOutput(serializers.Serializer):
 @api_view(["GET"])
 @permission_classes([AllowAny])
 def models(request):
-    """The separation models, whether they are installed here, their stems and price."""
+    """The catalogue: each model on offer, its stems, published quality, measured speed, price,
+    licence, and whether it is installed here."""
     available = models_list()
     default = default_model_name(available)
     return Response(

@@ -18,6 +18,12 @@ Presets:
   members as NAME_0.th .. NAME_3.th and NAME.yaml listing them, so
   `demucs.pretrained.get_model(NAME, repo=DIR)` returns a BagOfModels.
 
+RoFormer presets (written as NAME/model.ckpt and NAME/config.yaml, the Music-Source-Separation-
+Training format: a state dict and its YAML config, for separation/engine/roformer.py):
+- "roformer": a tiny Mel-Band RoFormer vocals model with 2-second chunks, for tests and demos.
+- "mel_roformer": the size and layout of Kimberley Jensen's Mel-Band RoFormer vocals model (dim 384,
+  depth 6, 60 bands, 8-second chunks, 2 overlaps), for benchmarks.
+
 The service offers the names in its catalogue (separation/catalog.py) whose weights are in
 DEMUCS_MODEL_REPO. To benchmark at real size, write the presets under the names the service
 offers into a folder of their own and point DEMUCS_MODEL_REPO there (bench/separation.py
@@ -96,6 +102,79 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+@dataclass(frozen=True)
+class RoformerPreset:
+    description: str
+    model: dict  # the config's model section: MelBandRoformer's keyword arguments
+    chunk_size: int
+    num_overlap: int
+    seed: int = 0
+
+
+ROFORMER_MODEL_COMMON = dict(
+    stereo=True,
+    num_stems=1,
+    time_transformer_depth=1,
+    freq_transformer_depth=1,
+    attn_dropout=0.0,
+    ff_dropout=0.0,
+    dim_freqs_in=1025,
+    sample_rate=44100,
+    stft_n_fft=2048,
+    stft_hop_length=441,
+    stft_win_length=2048,
+    stft_normalized=False,
+)
+ROFORMER_PRESETS: dict[str, RoformerPreset] = {
+    "roformer": RoformerPreset(
+        description="tiny untrained Mel-Band RoFormer vocals model (MSST format) for tests and demos",
+        model=dict(ROFORMER_MODEL_COMMON, dim=16, depth=1, num_bands=8, heads=2, dim_head=8, mask_estimator_depth=1),
+        chunk_size=88200,  # 2 s, a whole number of 441-sample hops
+        num_overlap=2,
+    ),
+    "mel_roformer": RoformerPreset(
+        description="untrained Mel-Band RoFormer of the size of Kimberley Jensen's vocals model (MSST format)",
+        model=dict(ROFORMER_MODEL_COMMON, dim=384, depth=6, num_bands=60, heads=8, dim_head=64, mask_estimator_depth=2),
+        chunk_size=352800,
+        num_overlap=2,
+        seed=3,
+    ),
+}
+
+
+def roformer_config(preset: str) -> dict:
+    spec = ROFORMER_PRESETS[preset]
+    return {
+        "audio": {"chunk_size": spec.chunk_size, "num_channels": 2, "sample_rate": 44100},
+        "model": dict(spec.model),
+        "training": {"instruments": ["vocals", "other"], "target_instrument": "vocals"},
+        "inference": {"batch_size": 1, "num_overlap": spec.num_overlap},
+    }
+
+
+def create_demo_roformer(repo: Path, name: str, preset: str, force: bool = False) -> tuple[Path, bool]:
+    """NAME/model.ckpt (the state dict) and NAME/config.yaml, the config written last."""
+    import torch
+    import yaml
+    from bs_roformer import MelBandRoformer
+
+    folder = Path(repo) / name
+    checkpoint, config_path = folder / "model.ckpt", folder / "config.yaml"
+    if checkpoint.exists() and config_path.exists() and not force:
+        return folder, False
+    folder.mkdir(parents=True, exist_ok=True)
+    config = roformer_config(preset)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ROFORMER_PRESETS[preset].seed)
+        network = MelBandRoformer(**config["model"])
+    state = {key: value.detach().cpu().clone() for key, value in network.state_dict().items()}
+    config_path.unlink(missing_ok=True)  # no reader sees the new checkpoint with the old config
+    _write_atomically(checkpoint, lambda file: torch.save(state, file))
+    text = yaml.safe_dump(config, sort_keys=False)
+    _write_atomically(config_path, lambda file: file.write(text.encode()))
+    return folder, True
+
+
 def model_files(repo: Path, name: str) -> list[Path]:
     """The files demucs's LocalRepo would read for signature `name`: NAME.th or NAME-<checksum>.th."""
     if not repo.is_dir():
@@ -170,8 +249,10 @@ def create_demo_model(repo: Path, name: str = "demo", preset: str = "demo", forc
 
     if not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"Invalid model name {name!r}: use letters, digits and underscores only.")
+    if preset in ROFORMER_PRESETS:
+        return create_demo_roformer(Path(repo), name, preset, force)
     if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
+        raise ValueError(f"Unknown preset {preset!r}; choose one of: {', '.join([*PRESETS, *ROFORMER_PRESETS])}.")
     spec = PRESETS[preset]
     repo = Path(repo)
     existing = existing_files(repo, name, preset)

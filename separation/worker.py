@@ -21,6 +21,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from monitoring import instruments
 from separation import engine, job_files
 from separation.analysis import analysis_enqueue
+from separation.catalog import ensemble_parts
 from separation.models import Job
 from separation.notifications import notify_job_finished
 from separation.services import engine_config, job_complete, job_fail, job_folder_path, job_report_progress
@@ -110,6 +111,7 @@ def job_run(*, job: Job) -> None:
             progress=_progress_reporter(job),
             archive_name=job.title,
             max_seconds=job.duration_seconds + DURATION_SLACK_SECONDS,
+            parts=ensemble_parts(job.model),
         )
     except engine.SeparationAborted:
         shutil.rmtree(output_dir, ignore_errors=True)

@@ -35,17 +35,18 @@ logger = logging.getLogger(__name__)
 
 
 def preload_model_names() -> list[str]:
-    """The models WORKER_PRELOAD_MODELS names, in catalogue order for the keywords."""
-    from separation.catalog import default_model_name, models_list
+    """The models WORKER_PRELOAD_MODELS names, in catalogue order for the keywords (an ensemble's
+    parts for an ensemble)."""
+    from separation.catalog import default_model_name, loadable_names, models_list
 
     choice = settings.WORKER_PRELOAD_MODELS
     if choice == "none":
         return []
     if choice == "installed":
-        return [model.name for model in models_list() if model.installed]
+        return loadable_names([model.name for model in models_list() if model.installed])
     if choice == "default":
-        return [default_model_name(models_list())]
-    return list(choice)
+        return loadable_names([default_model_name(models_list())])
+    return loadable_names(list(choice))
 
 
 def _import_job_modules() -> None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from testkit.http import Reply, http, multipart, post_json, wait_until
+from testkit.http import Reply, get, http, multipart, post_json, wait_until
 from testkit.processes import REPO_ROOT, database_url, group_members, signal_group, stop_group
 
 # Settings the qcluster subprocess must not inherit from the test runner's environment.
@@ -188,3 +188,26 @@ def verify_by_mail(base_url: str, email: str) -> None:
     headers = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
     confirmed = http("POST", f"{base_url}{path}", body=form, headers=headers)
     assert confirmed.status in (200, 302), (confirmed.status, confirmed.body[:500])
+
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+def poll_job(base_url, token, job_id, *, until, timeout=120.0, interval=0.25):
+    """Status replies, in order, until `until(reply)` is true; the last one satisfies it."""
+    seen = []
+
+    def check():
+        reply = get(f"{base_url}/api/status/{job_id}", token)
+        assert reply.status == 200, reply.body
+        seen.append(reply.json())
+        return until(seen[-1])
+
+    wait_until(check, timeout=timeout, interval=interval, message=lambda: f"job {job_id}: last {seen[-1:]}")
+    return seen
+
+
+def upload_ok(base_url, token, path):
+    reply = upload(base_url, token, path)
+    assert reply.status == 202, reply.body
+    return reply.json()

@@ -22,27 +22,6 @@ from tests import e2e
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 STEMS = {"drums", "bass", "other", "vocals"}
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-
-
-def poll_job(base_url, token, job_id, *, until, timeout=120.0, interval=0.25):
-    """Status replies, in order, until `until(reply)` is true; the last one satisfies it."""
-    seen = []
-
-    def check():
-        reply = get(f"{base_url}/api/status/{job_id}", token)
-        assert reply.status == 200, reply.body
-        seen.append(reply.json())
-        return until(seen[-1])
-
-    wait_until(check, timeout=timeout, interval=interval, message=lambda: f"job {job_id}: last {seen[-1:]}")
-    return seen
-
-
-def upload_ok(base_url, token, path):
-    reply = e2e.upload(base_url, token, path)
-    assert reply.status == 202, reply.body
-    return reply.json()
 
 
 def test_it_separates_a_30_second_song_through_the_api_and_a_real_worker(live_server, cluster_factory, tmp_path):
@@ -52,13 +31,13 @@ def test_it_separates_a_30_second_song_through_the_api_and_a_real_worker(live_se
     song = write_wav(tmp_path / "thirty seconds.wav", 30)
     frames = 30 * SAMPLERATE
 
-    accepted = upload_ok(base, token, song)
+    accepted = e2e.upload_ok(base, token, song)
     started = time.monotonic()
     assert accepted["status"] == "PENDING"
     assert Decimal(accepted["cost"]) == 1
     assert Decimal(accepted["credits_remaining"]) == 2
 
-    seen = poll_job(base, token, accepted["job_id"], until=lambda job: job["status"] in TERMINAL)
+    seen = e2e.poll_job(base, token, accepted["job_id"], until=lambda job: job["status"] in e2e.TERMINAL)
     elapsed = time.monotonic() - started
     print(f"\nEnd to end, 30 s clip, upload accepted -> COMPLETED: {elapsed:.2f} s ({len(seen)} polls)")
 
@@ -109,10 +88,10 @@ def test_it_fails_and_refunds_once_a_job_whose_worker_was_killed(live_server, cl
     token = e2e.register(base, "e2e_unlucky")
     song = write_wav(tmp_path / "two minutes.wav", 120)
 
-    accepted = upload_ok(base, token, song)
+    accepted = e2e.upload_ok(base, token, song)
     job_id = accepted["job_id"]
     assert Decimal(accepted["credits_remaining"]) == 2
-    seen = poll_job(
+    seen = e2e.poll_job(
         base, token, job_id, until=lambda job: job["status"] != "PENDING" and job["progress"] > 0, timeout=60
     )
     assert seen[-1]["status"] == "PROCESSING", seen[-1]
@@ -160,23 +139,23 @@ def test_it_loads_the_model_once_per_worker_process(live_server, cluster_factory
     cluster = cluster_factory("qcluster-first")
     token = e2e.register(base, "e2e_regular")
 
-    first = upload_ok(base, token, write_wav(tmp_path / "first.wav", 5))
-    assert poll_job(base, token, first["job_id"], until=lambda job: job["status"] in TERMINAL)[-1]["status"] == (
-        "COMPLETED"
-    )
+    first = e2e.upload_ok(base, token, write_wav(tmp_path / "first.wav", 5))
+    assert e2e.poll_job(base, token, first["job_id"], until=lambda job: job["status"] in e2e.TERMINAL)[-1][
+        "status"
+    ] == ("COMPLETED")
 
     (models / "demo.th").write_bytes(b"not a torch file")
-    second = upload_ok(base, token, write_wav(tmp_path / "second.wav", 30))
+    second = e2e.upload_ok(base, token, write_wav(tmp_path / "second.wav", 30))
     started = time.monotonic()
-    final = poll_job(base, token, second["job_id"], until=lambda job: job["status"] in TERMINAL)[-1]
+    final = e2e.poll_job(base, token, second["job_id"], until=lambda job: job["status"] in e2e.TERMINAL)[-1]
     print(f"\nEnd to end, 30 s clip, model already loaded in the worker: {time.monotonic() - started:.2f} s")
     assert final["status"] == "COMPLETED", final
 
     # The premise: a worker that does load the file now fails, and refunds.
     stop_group(cluster.process)
     cluster_factory("qcluster-fresh")
-    third = upload_ok(base, token, write_wav(tmp_path / "third.wav", 5))
-    final = poll_job(base, token, third["job_id"], until=lambda job: job["status"] in TERMINAL)[-1]
+    third = e2e.upload_ok(base, token, write_wav(tmp_path / "third.wav", 5))
+    final = e2e.poll_job(base, token, third["job_id"], until=lambda job: job["status"] in e2e.TERMINAL)[-1]
     assert final["status"] == "FAILED", final
     assert "not available" in final["error"]
     assert Decimal(get(f"{base}/api/auth/me", token).json()["credits"]) == 1

@@ -6,19 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 import sphn
 import torch
 
 from separation import engine
 from separation.engine import EngineConfig
 from testkit.audio import tones, write_audio
+from tests.engine_reference import assert_equal_to_reference
 
 pytestmark = pytest.mark.slow
 
-TOLERANCE = 1e-4  # max absolute difference, on [-1, 1] samples
 BAG_WEIGHTS = [[1.0, 0.5, 0.0, 2.0], [0.25, 1.0, 1.0, 0.0]]  # only the first member makes vocals
 
 
@@ -46,21 +44,6 @@ def reference(song: Path, model, *, out_samplerate: int, out_channels: int, fram
         stem = torch.nn.functional.pad(stem, (0, max(0, frames - stem.shape[-1])))[..., :frames]
         stems[name] = prevent_clip(stem, mode="rescale").numpy()
     return stems
-
-
-def written(path: Path) -> np.ndarray:
-    """A 16-bit wav the engine wrote, as the floats it converted (x * 32767, truncated)."""
-    return soundfile.read(path, dtype="int16", always_2d=True)[0].T.astype(np.float64) / 32767
-
-
-def assert_equal_to_reference(result, expected):
-    assert list(result.stems) == list(expected)
-    for name, stem in expected.items():
-        ours = written(result.stems[name])
-        assert ours.shape == stem.shape
-        difference = float(np.abs(ours - stem).max())
-        print(f"{name}: max abs difference {difference:.2e}")
-        assert difference < TOLERANCE, name
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from testkit.audio import write_wav
 from testkit.http import get
 from tests import e2e
 from tests.stripe_billing import configure_subscriptions, subscribed
-from tests.test_end_to_end import TERMINAL, poll_job, upload_ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -29,11 +28,11 @@ def test_a_subscribers_songs_are_separated_by_a_real_worker_without_credits(
     subscription_id, _ = subscribed(user)
     songs = [write_wav(tmp_path / f"song {index}.wav", 5) for index in range(2)]
 
-    accepted = [upload_ok(base, token, song) for song in songs]
+    accepted = [e2e.upload_ok(base, token, song) for song in songs]
 
     assert [Decimal(reply["credits_remaining"]) for reply in accepted] == [start, start]
     for reply in accepted:
-        final = poll_job(base, token, reply["job_id"], until=lambda job: job["status"] in TERMINAL)[-1]
+        final = e2e.poll_job(base, token, reply["job_id"], until=lambda job: job["status"] in e2e.TERMINAL)[-1]
         assert final["status"] == "COMPLETED", final
     me = get(f"{base}/api/auth/me", token).json()
     assert Decimal(me["credits"]) == start

@@ -26,6 +26,7 @@ from separation.engine.mix import MixStatistics, MixWindow, mix_blocks
 from separation.engine.models import load_model, resolve_device
 from separation.engine.progress import Progress
 from separation.engine.reader import InputReader
+from separation.engine.roformer import RoformerModel, RoformerPass
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ def warm_up(name: str, config: EngineConfig) -> bool:
 
     model, loaded = load_model(name, config)
     device = resolve_device(config.device)
+    if isinstance(model, RoformerModel):
+        forward(model, torch.zeros(model.audio_channels, model.chunk_size), model.chunk_size, device)
+        return loaded
     segment = effective_segment(model, config.segment)
     for member in members(model):
         length = int(member.samplerate * float(segment if segment is not None else member.segment))
@@ -128,6 +132,14 @@ class Pass:
         valid = padded_length(self.model, length, self.segment)
         return self.base + offset - (valid - length) // 2, valid
 
+    def first_needed(self, index: int) -> int:
+        return self.chunk(index)[0]
+
+    def run(self, index: int, mix, device: str) -> None:
+        start, length = self.chunk(index)
+        chunk_length = min(self.segment_length, self.length - self.offsets[index])
+        self.add(index, forward(self.model, mix.normalised(start, length), chunk_length, device))
+
     def add(self, index: int, out) -> None:
         """Adds chunk `index`'s output (sources, channels, length), center-trimmed; positions before
         the next chunk are then finished."""
@@ -166,11 +178,16 @@ class Plan:
     members: list[int]  # bag members that run
     weights: list[list[float]] | None  # the bag's weights; None for a single model
     minus: bool  # two stems: no_STEM = mix - STEM (else the sum of the other sources)
+    complement: bool = False  # the last source is the mix minus the others (a one-target RoFormer)
+    shifts: bool = True  # demucs's random shifts apply (MSST's demix has none)
+    normalise: bool = True  # the model sees (mix - mean) / std, as demucs does (MSST's demix does not)
 
 
 def plan_for(model, two_stems: str | None) -> Plan:
     """Which bag members run: those with a non-zero weight for a stem the job needs. When that
     leaves some out, the other sources are incomplete and no_STEM is the mix minus STEM."""
+    if isinstance(model, RoformerModel):
+        return Plan(members=[0], weights=None, minus=False, complement=model.complement, shifts=False, normalise=False)
     weights = bag_weights(model)
     if weights is None:
         return Plan(members=[0], weights=None, minus=False)
@@ -187,6 +204,8 @@ def passes_for(model, plan: Plan, *, frames: int, config: EngineConfig, segment)
     the ones that do not run, so the others get the shifts demucs would give them)."""
     import random
 
+    if isinstance(model, RoformerModel):
+        return [RoformerPass(model=model, frames=frames)]
     passes = []
     for index, member in enumerate(members(model)):
         bases = [0]
@@ -221,7 +240,7 @@ def combine(passes: list[Pass], count: int, *, plan: Plan, shifts: int, stats: M
                 totals[k] += value
     for member in plan.members:
         mine = [one for one in passes if one.member == member]
-        if shifts:
+        if shifts and plan.shifts:
             out = 0.0
             for one in mine:
                 out += one.take(count)
@@ -264,49 +283,74 @@ def stems_from_sources(sources, names: list[str], model_sources: list[str], two_
     return {two_stems: selected, f"no_{two_stems}": rest}
 
 
+@dataclass
+class Run:
+    """One model's part of a separation: its plan, passes and mix statistics, and (in an
+    ensemble) the stems taken from it; None takes them all, as a single model's job does."""
+
+    model: object
+    plan: Plan
+    passes: list
+    stats: MixStatistics
+    take: list[str] | None = None
+
+
 def separate_into(
     writers: dict[str, StemWriter],
     *,
     reader: InputReader,
-    model,
-    stats: MixStatistics,
-    plan: Plan,
-    passes: list[Pass],
+    runs: list[Run],
     config: EngineConfig,
     device: str,
     two_stems: str | None,
     tracker: Progress,
 ) -> None:
-    """Second read: every pass of every running member over the mix in lockstep, chunk by chunk
-    in order of position, so only about a segment of audio is held; finished positions are
-    combined and handed to the writers."""
+    """Second read: every pass of every running member (of every model of an ensemble) over the
+    mix in lockstep, chunk by chunk in order of position, so only about a segment of audio is
+    held; finished positions are combined and handed to the writers."""
     import heapq
 
-    mix = MixWindow(mix_blocks(reader, model), stats, model.audio_channels)
-    queue = [(one.chunk(0)[0], number, 0) for number, one in enumerate(passes) if len(one.offsets)]
+    import torch
+
+    first = runs[0]
+    mix = MixWindow(mix_blocks(reader, first.model), first.stats, first.model.audio_channels)
+    views = [mix.view(run.stats) for run in runs]
+    queue = [
+        (one.first_needed(0), which, number, 0)
+        for which, run in enumerate(runs)
+        for number, one in enumerate(run.passes)
+        if len(one.offsets)
+    ]
     heapq.heapify(queue)
-    total = sum(len(one.offsets) for one in passes)
+    every = [one for run in runs for one in run.passes]
+    total = sum(len(one.offsets) for one in every)
+    needs_mix = any(run.plan.minus or run.plan.complement for run in runs)
     done = 0
     combined = 0
     names = list(writers)
     while queue:
-        _, number, index = heapq.heappop(queue)
-        one = passes[number]
-        start, length = one.chunk(index)
-        chunk_length = min(one.segment_length, one.length - one.offsets[index])
-        one.add(index, forward(one.model, mix.normalised(start, length), chunk_length, device))
+        _, which, number, index = heapq.heappop(queue)
+        one = runs[which].passes[number]
+        one.run(index, views[which], device)
         if index + 1 < len(one.offsets):
-            heapq.heappush(queue, (one.chunk(index + 1)[0], number, index + 1))
+            heapq.heappush(queue, (one.first_needed(index + 1), which, number, index + 1))
         done += 1
-        ready = min(p.final_end for p in passes)
+        ready = min(p.final_end for p in every)
         if ready > combined:
-            sources = combine(passes, ready - combined, plan=plan, shifts=config.shifts, stats=stats)
-            raw = mix.raw(combined, ready) if plan.minus else None
-            stems = stems_from_sources(sources, names, list(model.sources), two_stems, plan, raw)
+            raw = mix.raw(combined, ready) if needs_mix else None
+            stems = {}
+            for run in runs:
+                sources = combine(run.passes, ready - combined, plan=run.plan, shifts=config.shifts, stats=run.stats)
+                if run.plan.complement:
+                    sources = torch.cat([sources, (raw - sources.sum(0))[None]])
+                if run.take is None:
+                    stems.update(stems_from_sources(sources, names, list(run.model.sources), two_stems, run.plan, raw))
+                else:
+                    stems.update({name: sources[list(run.model.sources).index(name)] for name in run.take})
             for name, writer in writers.items():
                 writer.add(stems[name])
             combined = ready
         mix.discard_before(min([combined] + [item[0] for item in queue]))
         tracker.separating(done / total)
-    if combined != stats.frames:
+    if combined != first.stats.frames:
         raise EngineError("The separation did not cover the whole track.")

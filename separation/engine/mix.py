@@ -76,6 +76,14 @@ def mix_statistics(
     )
 
 
+def unnormalised(stats: MixStatistics) -> MixStatistics:
+    """The statistics for a model that takes the mix as it is: mean 0 and std 1, so normalising
+    and scaling back change nothing."""
+    import torch
+
+    return MixStatistics(stats.input_frames, stats.frames, torch.tensor(0.0), torch.tensor(1.0))
+
+
 class MixWindow:
     """The converted mix through a sliding window over a second read of the file."""
 
@@ -106,19 +114,35 @@ class MixWindow:
         self._ensure(end)
         return self.data[..., start - self.start : end - self.start]
 
-    def normalised(self, start: int, length: int):
+    def normalised(self, start: int, length: int, stats: MixStatistics | None = None):
         """(mix - mean) / std over [start, start + length), zeros outside the mix, as apply_model
-        sees the normalised mix through TensorChunk.padded."""
+        sees the normalised mix through TensorChunk.padded; `stats` for a model of an ensemble
+        that normalises differently (a RoFormer beside Demucs)."""
         import torch
 
+        stats = stats or self.stats
         out = torch.zeros(self.data.shape[0], length)
         low, high = max(start, 0), min(start + length, self.stats.frames)
         if high > low:
-            out[..., low - start : high - start] = (self.raw(low, high) - self.stats.mean) / self.stats.std
+            out[..., low - start : high - start] = (self.raw(low, high) - stats.mean) / stats.std
         return out
+
+    def view(self, stats: MixStatistics) -> MixView:
+        return MixView(self, stats)
 
     def discard_before(self, position: int) -> None:
         if position > self.start:
             drop = min(position - self.start, self.data.shape[-1])
             self.data = self.data[..., drop:]
             self.start += drop
+
+
+class MixView:
+    """One window seen with one model's statistics: what a pass of that model reads."""
+
+    def __init__(self, window: MixWindow, stats: MixStatistics):
+        self.window = window
+        self.stats = stats
+
+    def normalised(self, start: int, length: int):
+        return self.window.normalised(start, length, self.stats)

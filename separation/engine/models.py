@@ -55,10 +55,22 @@ def _bag_members(yaml_path: Path) -> list[str] | None:
     return [str(member) for member in members]
 
 
+ROFORMER_CHECKPOINT = "model.ckpt"
+ROFORMER_CONFIG = "config.yaml"
+
+
+def roformer_files(name: str, repo: Path) -> tuple[Path, Path]:
+    """A RoFormer in the Music-Source-Separation-Training format: its checkpoint and YAML config,
+    in a folder of its own named after the model."""
+    return repo / name / ROFORMER_CHECKPOINT, repo / name / ROFORMER_CONFIG
+
+
 def _installed_in_repo(name: str, repo: Path) -> bool:
     try:
         if not repo.is_dir():
             return False
+        if all(path.is_file() for path in roformer_files(name, repo)):
+            return True
         signatures = _local_signatures(repo)
     except OSError:
         return False
@@ -143,8 +155,9 @@ def _configure_torch(workers: int, device: str) -> None:
 
 
 def load_model(name: str, config: EngineConfig) -> tuple[object, bool]:
-    """The demucs model (or bag) `name`, on its device in eval mode, and whether this call loaded
-    it (False: it came from this process's cache, which keeps one per (name, model_repo, device))."""
+    """The model `name` (a demucs model or bag, or a RoformerModel), on its device in eval mode, and
+    whether this call loaded it (False: it came from this process's cache, which keeps one per
+    (name, model_repo, device)). A model installed after the worker started is loaded on first use."""
     device = resolve_device(config.device)
     repo = Path(config.model_repo) if config.model_repo is not None else None
     key = (name, str(repo) if repo is not None else None, device)
@@ -156,7 +169,11 @@ def load_model(name: str, config: EngineConfig) -> tuple[object, bool]:
         try:
             from demucs.pretrained import get_model
 
-            if repo is not None and _installed_in_repo(name, repo):
+            from separation.engine.roformer import RoformerModel
+
+            if repo is not None and all(path.is_file() for path in roformer_files(name, repo)):
+                model = RoformerModel.load(*roformer_files(name, repo))
+            elif repo is not None and _installed_in_repo(name, repo):
                 model = get_model(name, repo=repo)
             else:
                 # The normal demucs way: the HuggingFace hub (its cache when offline), then the

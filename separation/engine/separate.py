@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from separation.engine.apply import (
+    Run,
     effective_segment,
     passes_for,
     plan_for,
@@ -22,7 +23,7 @@ from separation.engine.apply import (
 from separation.engine.config import EngineConfig
 from separation.engine.encode import OUTPUT_FORMATS, StemWriter, encode, output_samplerate
 from separation.engine.errors import AudioDecodeError, EngineError
-from separation.engine.mix import mix_statistics
+from separation.engine.mix import mix_statistics, unnormalised
 from separation.engine.models import load_model, resolve_device
 from separation.engine.outputs import Outputs, safe_archive_name, write_zip
 from separation.engine.progress import SEPARATION_SHARE, Progress
@@ -54,24 +55,40 @@ def separate(
     progress: Callable[[float], None] | None = None,
     archive_name: str = "stems",
     max_seconds: float | None = None,
+    parts: dict[str, str] | None = None,
 ) -> SeparationResult:
     """Separate `input_path` into stems in `output_dir`: one audio file and one waveform PNG
     per stem, and a zip of the audio files. Never separates past `max_seconds` of audio (what the
     job was charged for): a longer file raises AudioTooLong before any separation. Raises
     AudioDecodeError, ModelUnavailable or EngineError (messages fit for users), or
-    SeparationAborted when `progress` raised it; on any failure no output file is left behind."""
+    SeparationAborted when `progress` raised it; on any failure no output file is left behind.
+    `parts` makes an ensemble: each stem (in that order) from the model named for it, all of them
+    run over the mix in lockstep (model_name then only names the ensemble)."""
     if output_format not in OUTPUT_FORMATS:
         raise EngineError(f"Unknown output format {output_format!r}: use {', '.join(OUTPUT_FORMATS)}.")
     if progress is not None:
         progress(0.0)  # a heartbeat before decoding and loading the model, which can take a while
     reader = InputReader(Path(input_path))
-    model, model_loaded = load_model(model_name, config)
+    if parts is not None and two_stems is not None:
+        if two_stems not in parts:
+            raise EngineError(f"The ensemble has no stem {two_stems!r}; choose one of: {', '.join(parts)}.")
+        model_name, parts = parts[two_stems], None  # a two-stem job on an ensemble is its part's job
+    names = [model_name] if parts is None else list(dict.fromkeys(parts.values()))
+    models, model_loaded = {}, False
+    for name in names:
+        models[name], loaded = load_model(name, config)
+        model_loaded = model_loaded or loaded
+    model = models[names[0]]
     if two_stems is not None and two_stems not in model.sources:
         raise EngineError(
             f"The model {model_name!r} has no stem {two_stems!r}; choose one of: {', '.join(model.sources)}."
         )
+    for stem, name in (parts or {}).items():
+        part = models[name]
+        same_mix = (part.samplerate, part.audio_channels) == (model.samplerate, model.audio_channels)
+        if stem not in part.sources or not same_mix:
+            raise EngineError(f"The ensemble cannot take {stem!r} from {name!r}.")
     device = resolve_device(config.device)
-    segment = effective_segment(model, config.segment)
     tracker = Progress(progress, SEPARATION_SHARE)
 
     stats = mix_statistics(reader, model, tracker.reading, max_seconds)
@@ -79,8 +96,14 @@ def separate(
         raise AudioDecodeError("The file contains no audio data.")
     if stats.input_frames < MIN_SECONDS * reader.samplerate:
         raise AudioDecodeError(f"The audio is too short to separate (under {MIN_SECONDS:g} s).")
-    plan = plan_for(model, two_stems)
-    passes = passes_for(model, plan, frames=stats.frames, config=config, segment=segment)
+    runs = []
+    for name in names:
+        part = models[name]
+        plan = plan_for(part, two_stems)
+        segment = effective_segment(part, config.segment)
+        passes = passes_for(part, plan, frames=stats.frames, config=config, segment=segment)
+        take = None if parts is None else [stem for stem, owner in parts.items() if owner == name]
+        runs.append(Run(part, plan, passes, stats if plan.normalise else unnormalised(stats), take))
 
     out_samplerate = output_samplerate(reader.samplerate, output_format, model.samplerate)
     out_channels = 1 if reader.channels == 1 else 2
@@ -97,7 +120,7 @@ def separate(
     stem_paths: dict[str, Path] = {}
     waveform_paths: dict[str, Path] = {}
     try:
-        for name in stem_names(model.sources, two_stems):
+        for name in stem_names(model.sources, two_stems) if parts is None else list(parts):
             writers[name] = StemWriter(
                 outputs.temp_path(output_dir / f"{name}.f32"),
                 model_samplerate=model.samplerate,
@@ -108,10 +131,7 @@ def separate(
         separate_into(
             writers,
             reader=reader,
-            model=model,
-            stats=stats,
-            plan=plan,
-            passes=passes,
+            runs=runs,
             config=config,
             device=device,
             two_stems=two_stems,

@@ -1,4 +1,4 @@
-"""Write a randomly initialised HTDemucs (or a bag of them) into a local demucs model folder: the
+"""Write a randomly initialised HTDemucs (or a bag of them) or Mel-Band RoFormer into the model folder: the
 presets and how they are written are in separation/demo_models.py."""
 
 from pathlib import Path
@@ -6,14 +6,15 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from separation.demo_models import PRESETS, create_demo_model
+from separation.demo_models import PRESETS, ROFORMER_PRESETS, create_demo_model
 
 
 class Command(BaseCommand):
     help = (
         "Write a randomly initialised HTDemucs (untrained: tiny 'demo', or of real size: 'htdemucs', "
-        "or an htdemucs_ft-like bag 'htdemucs_ft') into the demucs model folder, for tests, benchmarks "
-        "and trying the service without downloading weights."
+        "or an htdemucs_ft-like bag 'htdemucs_ft') or Mel-Band RoFormer (tiny 'roformer', or of real size: "
+        "'mel_roformer', as NAME/model.ckpt and NAME/config.yaml) into the model folder, for tests, "
+        "benchmarks and trying the service without downloading weights."
     )
 
     def add_arguments(self, parser):
@@ -28,8 +29,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--preset",
             default="demo",
-            choices=sorted(PRESETS),
-            help="; ".join(f"{key}: {spec.description}" for key, spec in PRESETS.items()),
+            choices=sorted([*PRESETS, *ROFORMER_PRESETS]),
+            help="; ".join(f"{key}: {spec.description}" for key, spec in {**PRESETS, **ROFORMER_PRESETS}.items()),
         )
         parser.add_argument("--force", action="store_true", help="Overwrite an existing model of that name.")
         parser.add_argument(
