@@ -1,6 +1,6 @@
 from django.urls import path
 
-from separation import api, views
+from separation import api, export_api, mix_api, views
 
 urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
@@ -20,10 +20,10 @@ api_urlpatterns = [
     path("upload", api.upload, name="api-upload"),
     path("status/<uuid:job_id>", api.job_status, name="api-status"),
     path("jobs", api.JobListView.as_view(), name="api-jobs"),
-    path("jobs/export", api.jobs_export, name="api-jobs-export"),
+    path("jobs/export", export_api.jobs_export, name="api-jobs-export"),
     path("download/<uuid:job_id>", api.download, name="api-download"),
     path("download/<uuid:job_id>/<str:stem>", api.download_stem, name="api-download-stem"),
-    path("jobs/<uuid:job_id>/mix", api.mix, name="api-mix"),
+    path("jobs/<uuid:job_id>/mix", mix_api.mix, name="api-mix"),
     path("job/<uuid:job_id>", api.delete_job, name="api-job"),
     path("jobs/<uuid:job_id>/full-song", api.full_song, name="api-full-song"),
 ]

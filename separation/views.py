@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from separation.api import MixThrottle, mix_response
 from separation.catalog import PRICE_PERIOD_SECONDS, default_model_name, models_list
 from separation.job_files import stored_file_response
+from separation.mix_api import MixThrottle, mix_response
 from separation.mixdowns import MixRefused
 from separation.models import Job
 from separation.previews import preview_full_song

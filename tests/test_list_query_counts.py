@@ -199,7 +199,7 @@ def test_job_output_written_out_is_what_its_declared_fields_give(user, rf, stems
     from rest_framework import serializers
     from rest_framework.request import Request
 
-    from separation.api import JobOutput
+    from separation.serializers import JobOutput
 
     add_jobs(user, 3)
     request = Request(rf.get("/api/jobs"))

@@ -11,7 +11,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
-from separation.api import JobOutput
+from separation.serializers import JobOutput
 from webhooks import services
 from webhooks.models import Event
 from webhooks.selectors import (

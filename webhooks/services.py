@@ -111,7 +111,7 @@ def _signing_secrets(endpoint: Endpoint) -> list[str]:
 
 def job_payload(*, job, event: str) -> str:
     """The body: the event, when it happened and the job's status as GET /api/status/<id> gives it."""
-    from separation.api import JobOutput  # the API module is heavy; only the maintenance worker needs it
+    from separation.serializers import JobOutput  # the API module is heavy; only the maintenance worker needs it
 
     return json.dumps(
         {
