@@ -119,6 +119,19 @@ def stripe_on(settings):
     assert_ledger_consistent()
 
 
+@pytest.fixture
+def consistent_ledger(db):
+    """The ledger and every payment must be consistent when the test ends."""
+    yield
+    assert_ledger_consistent()
+
+
+@pytest.fixture
+def page_client(user) -> Client:
+    """A browser-like client logged in as `user`."""
+    return logged_in(user)
+
+
 # --- the demo model and where jobs keep their files -------------------------------------
 
 

@@ -13,7 +13,6 @@ from credits.services import ledger_append
 from testkit.stripe import (
     SECRET_KEY,
     FakeStripe,
-    assert_ledger_consistent,
     completed,
     configure_stripe,
     deliver,
@@ -25,16 +24,10 @@ from tests.factories import UserFactory
 
 Kind = CreditTransaction.Kind
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("consistent_ledger")]
 
 SUCCESS_URL = "http://testserver/credits/success/?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "http://testserver/credits/cancelled/"
-
-
-@pytest.fixture(autouse=True)
-def _consistent_ledger(db):
-    yield
-    assert_ledger_consistent()
 
 
 @pytest.fixture
@@ -43,13 +36,6 @@ def fake_stripe(settings):
     with FakeStripe() as fake:
         settings.STRIPE_API_BASE = fake.url
         yield fake
-
-
-@pytest.fixture
-def page_client(user):
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _shown(amount: Decimal) -> str:

@@ -13,7 +13,6 @@ from django.test import Client
 
 from credits.models import CreditTransaction, Payment, PaymentReversal
 from credits.services import ledger_append
-from testkit.stripe import assert_ledger_consistent
 from tests.conftest import balance
 from tests.factories import UserFactory
 from tests.square import (
@@ -35,13 +34,7 @@ from tests.square import (
 Kind = CreditTransaction.Kind
 Status = Payment.Status
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db]
-
-
-@pytest.fixture(autouse=True)
-def _consistent_ledger(db):
-    yield
-    assert_ledger_consistent()
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("consistent_ledger")]
 
 
 @pytest.fixture
@@ -50,13 +43,6 @@ def fake_square(settings):
     with FakeSquare() as fake:
         settings.SQUARE_API_BASE = fake.url
         yield fake
-
-
-@pytest.fixture
-def page_client(user):
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _purchases():

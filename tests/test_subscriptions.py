@@ -10,7 +10,7 @@ from django.test import Client
 
 from credits.models import Subscription
 from credits.subscriptions import subscription_covering
-from testkit.stripe import SECRET_KEY, FakeStripe, assert_ledger_consistent, deliver, new_id
+from testkit.stripe import SECRET_KEY, FakeStripe, deliver, new_id
 from tests.stripe_billing import (
     MONTH,
     checkout_completed,
@@ -23,13 +23,7 @@ from tests.threads import run_together
 
 Status = Subscription.Status
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db]
-
-
-@pytest.fixture(autouse=True)
-def _consistent_ledger(db):
-    yield
-    assert_ledger_consistent()
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("consistent_ledger")]
 
 
 @pytest.fixture
