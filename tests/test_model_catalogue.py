@@ -64,12 +64,15 @@ def test_it_shows_the_installed_models_quality_and_speed_on_the_pricing_page(cli
 
 
 @pytest.mark.usefixtures("demo_model")
-def test_it_shows_quality_and_speed_in_the_upload_forms_model_select(user):
+def test_it_shows_quality_and_speed_beside_the_upload_forms_model_select(user):
     page = logged_in(user).get("/dashboard/").content.decode()
 
     option = re.search(r'<option value="demo"[^>]*>\s*([^<]+?)\s*</option>', page).group(1)
-    assert "1 credit per 10 minutes" in option and "quality untrained" in option and "speed not measured" in option
+    assert "1 credit per 10 minutes" in option
     assert 'aria-describedby="id_model_help"' in page
+    compare = page[page.index('<details class="field-wide model-compare">') : page.index("</details>")]
+    row = compare[compare.index('<th scope="row">') : compare.index("</tr>", compare.index('<th scope="row">'))]
+    assert "Demo model" in row and "untrained" in row and "not measured" in row
 
 
 @pytest.mark.usefixtures("demo_model")
