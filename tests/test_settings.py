@@ -247,7 +247,7 @@ def test_export_of_the_example_file_keeps_the_defaults(tmp_path):
         ("GITHUB_CLIENT_ID", "Iv1.0123", "Set both GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET, or neither"),
         ("GOOGLE_CLIENT_SECRET", "GOCSPX-x", "Set both GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET, or neither"),
         # Checked against the separation app's catalogue when the app starts.
-        ("DEFAULT_MODEL", "htdemucs_9s", "DEFAULT_MODEL must be one of htdemucs, htdemucs_6s, hdemucs_mmi,"),
+        ("DEFAULT_MODEL", "htdemucs_9s", "DEFAULT_MODEL must be one of htdemucs, htdemucs_6s, htdemucs_ft,"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, name, value, message):
