@@ -63,9 +63,7 @@ def test_the_dashboard_offers_the_installed_models_with_prices_and_lists_the_use
     assert 'action="/upload/"' in page and 'enctype="multipart/form-data"' in page
     options = re.findall(r'<option value="([^"]+)" data-stems', page)
     assert options == ["demo"]  # only installed models
-    assert re.search(
-        r"Demo model \(untrained: for trying the service\): 1 credit per 10 minutes", page
-    )
+    assert re.search(r"Demo model \(untrained: for trying the service\): 1 credit per 10 minutes", page)
     assert 'value="vocals"' in page and 'value="mp3"' in page
     assert f'href="/jobs/{mine.pk}/"' in page and "My Song.wav" in page
     assert "Not Mine.wav" not in page
