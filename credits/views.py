@@ -45,6 +45,12 @@ def credits_page(request):
     return render(request, "credits/credits.html", context)
 
 
+def _see_other(url: str):
+    response = redirect(url)
+    response.status_code = 303
+    return response
+
+
 @login_required
 @require_POST
 def buy(request):
@@ -69,9 +75,7 @@ def buy(request):
         messages.error(request, PROVIDER_ERROR_MESSAGE)
         return redirect("credits")
     if started.payment is not None:
-        response = redirect(started.checkout_url)
-        response.status_code = 303
-        return response
+        return _see_other(started.checkout_url)
     if started.posting.created:
         messages.success(request, simulated_purchase_message(pack=pack))
     return redirect("credits")
@@ -90,12 +94,6 @@ def checkout_success(request):
 @login_required
 def checkout_cancelled(request):
     return render(request, "credits/checkout_cancelled.html")
-
-
-def _see_other(url: str):
-    response = redirect(url)
-    response.status_code = 303
-    return response
 
 
 @login_required

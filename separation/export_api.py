@@ -1,15 +1,11 @@
 """GET /api/jobs/export: every job of the caller as CSV, streamed."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
 from rest_framework.decorators import api_view, content_negotiation_class
 
 from demucs_service.csv_export import FETCH_ROWS, FirstRendererNegotiation, csv_response, csv_text
 from separation.selectors import job_export_rows_for_user
-
-_COST = serializers.DecimalField(max_digits=10, decimal_places=2)
-_TIME = serializers.DateTimeField()
-
+from separation.serializers import COST_FIELD, TIME_FIELD
 
 JOB_EXPORT_HEADER = [
     "job_id",
@@ -53,11 +49,11 @@ def _job_export_line(row) -> list:
         model,
         stems,
         output_format,
-        _COST.to_representation(cost),
+        COST_FIELD.to_representation(cost),
         float(duration),
-        _TIME.to_representation(created),
-        "" if started is None else _TIME.to_representation(started),
-        "" if finished is None else _TIME.to_representation(finished),
+        TIME_FIELD.to_representation(created),
+        "" if started is None else TIME_FIELD.to_representation(started),
+        "" if finished is None else TIME_FIELD.to_representation(finished),
         csv_text(error),
     ]
 

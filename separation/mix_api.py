@@ -15,9 +15,6 @@ from separation.models import Job
 from separation.selectors import job_get_for_user
 from separation.serializers import RefusalOutput
 
-_COST = serializers.DecimalField(max_digits=10, decimal_places=2)
-_TIME = serializers.DateTimeField()
-
 
 class MixThrottle(SimpleRateThrottle):
     """Mixes per user (THROTTLE_MIX): each one is a pass over every stem on a web worker."""

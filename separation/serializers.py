@@ -92,12 +92,12 @@ class JobOutput(serializers.Serializer):
 
     @extend_schema_field(serializers.DecimalField(max_digits=10, decimal_places=2))
     def get_refunded(self, job) -> str:
-        return _COST.to_representation(self.context.get("refunds", {}).get(job.pk, Decimal(0)))
+        return COST_FIELD.to_representation(self.context.get("refunds", {}).get(job.pk, Decimal(0)))
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_expires_at(self, job):
         expires = job.files_expire_at
-        return None if expires is None else _TIME.to_representation(expires)
+        return None if expires is None else TIME_FIELD.to_representation(expires)
 
     @extend_schema_field(AnalysisOutput(allow_null=True))
     def get_analysis(self, job) -> dict | None:
@@ -129,17 +129,19 @@ class JobOutput(serializers.Serializer):
             "model": str(job.model),
             "stems": str(job.stem_mode),
             "format": str(job.output_format),
-            "cost": _COST.to_representation(job.cost),
+            "cost": COST_FIELD.to_representation(job.cost),
             "duration_seconds": float(job.duration_seconds),
-            "created_at": _TIME.to_representation(job.created_at),
-            "started_at": None if job.started_at is None else _TIME.to_representation(job.started_at),
-            "finished_at": None if job.finished_at is None else _TIME.to_representation(job.finished_at),
+            "created_at": TIME_FIELD.to_representation(job.created_at),
+            "started_at": None if job.started_at is None else TIME_FIELD.to_representation(job.started_at),
+            "finished_at": None if job.finished_at is None else TIME_FIELD.to_representation(job.finished_at),
             "error": str(job.error),
             "preview": bool(job.is_preview),
             "full_song_job_id": None if job.full_song_job_id is None else str(job.full_song_job_id),
-            "refunded": _COST.to_representation(self.context.get("refunds", {}).get(job.pk, Decimal(0))),
-            "expires_at": None if expires is None else _TIME.to_representation(expires),
-            "files_deleted_at": None if job.files_deleted_at is None else _TIME.to_representation(job.files_deleted_at),
+            "refunded": COST_FIELD.to_representation(self.context.get("refunds", {}).get(job.pk, Decimal(0))),
+            "expires_at": None if expires is None else TIME_FIELD.to_representation(expires),
+            "files_deleted_at": None
+            if job.files_deleted_at is None
+            else TIME_FIELD.to_representation(job.files_deleted_at),
             "analysis": job.analysis,
             "queue_position": self.context.get("queue_positions", {}).get(job.pk),
             "download_url": download_url if job.zip_file else None,
@@ -153,8 +155,9 @@ class JobOutput(serializers.Serializer):
 # Unbound fields formatting values as the declared ones do (JobOutput.to_representation), and the
 # characters reverse() leaves unquoted in a path.
 PATH_SAFE = "!$&'()*+,;=~:@"
-_COST = serializers.DecimalField(max_digits=10, decimal_places=2)
-_TIME = serializers.DateTimeField()
+# Amounts and times as the API writes them (also the CSV export's columns).
+COST_FIELD = serializers.DecimalField(max_digits=10, decimal_places=2)
+TIME_FIELD = serializers.DateTimeField()
 
 
 class UploadInput(serializers.Serializer):
