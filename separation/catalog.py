@@ -48,7 +48,9 @@ class WeightFile:
 
     url: str
     name: str  # the file's name in the model folder
-    sha256: str  # hex; a prefix where the publisher gives only that (demucs: in the file's name)
+    # hex; a prefix where the publisher gives only that (demucs: in the file's name); "" for none,
+    # which install_model refuses without --allow-unverified
+    sha256: str
     size: int | None = None  # bytes, where known
 
 
@@ -150,13 +152,16 @@ CATALOGUE: dict[str, Entry] = {
             WeightFile(
                 "https://huggingface.co/KimberleyJSN/melbandroformer/resolve/main/MelBandRoformer.ckpt",
                 "model.ckpt",
-                "",  # no checksum is published: install_model refuses to fetch it without one
+                # Not yet taken from the hub's published SHA-256 into the catalogue: until it is,
+                # install_model installs this model only with --allow-unverified.
+                "",
             ),
             WeightFile(
                 "https://raw.githubusercontent.com/KimberleyJensen/Mel-Band-Roformer-Vocal-Model/"
                 "41d04ae1c8ea89261b488e90953192efe650fa4f/configs/config_vocals_mel_band_roformer.yaml",
                 "config.yaml",
-                "",
+                # The SHA-256 of that file at that commit, computed from the repository's git blob.
+                "976be96199cf8b94ebfa1f19c87355eea437028d3c8505ad8c3c890f49b9cb89",
             ),
         ),
     ),

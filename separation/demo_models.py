@@ -153,10 +153,13 @@ def roformer_config(preset: str) -> dict:
 
 
 def create_demo_roformer(repo: Path, name: str, preset: str, force: bool = False) -> tuple[Path, bool]:
-    """NAME/model.ckpt (the state dict) and NAME/config.yaml, the config written last."""
+    """NAME/model.ckpt (the state dict, named as MSST saves it) and NAME/config.yaml, the config
+    written last."""
     import torch
     import yaml
     from bs_roformer import MelBandRoformer
+
+    from separation.engine.roformer_checkpoint import network_kwargs, package_to_msst, transformer_shift
 
     folder = Path(repo) / name
     checkpoint, config_path = folder / "model.ckpt", folder / "config.yaml"
@@ -166,8 +169,11 @@ def create_demo_roformer(repo: Path, name: str, preset: str, force: bool = False
     config = roformer_config(preset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ROFORMER_PRESETS[preset].seed)
-        network = MelBandRoformer(**config["model"])
-    state = {key: value.detach().cpu().clone() for key, value in network.state_dict().items()}
+        network = MelBandRoformer(**network_kwargs(MelBandRoformer, config["model"]))
+    state = {
+        key: value.detach().cpu().clone()
+        for key, value in package_to_msst(network.state_dict(), shift=transformer_shift(network)).items()
+    }
     config_path.unlink(missing_ok=True)  # no reader sees the new checkpoint with the old config
     _write_atomically(checkpoint, lambda file: torch.save(state, file))
     text = yaml.safe_dump(config, sort_keys=False)

@@ -2,14 +2,19 @@
 
 Each file is downloaded from where its publisher hosts it (or, with MODEL_DOWNLOAD_BASE_URL, from a
 mirror keeping the publisher's paths) into a partial file beside its target, resumed with an HTTP
-Range request when an earlier download was cut, checked against the publisher's checksum, and only
-then renamed into place; a model counts as installed once its last file (a demucs bag's NAME.yaml,
-a RoFormer's config.yaml) is there, so a worker never sees half a model. Workers load a model on
-its first job and keep it, so a running worker picks up a newly installed model without a restart.
+Range request when an earlier download was cut, and checked against the catalogue's checksum; only
+when every file of the model is checked are they renamed into place, the one that makes the model
+count as installed (a demucs bag's NAME.yaml, a RoFormer's config.yaml) last, so a worker never
+sees half a model, and a file that fails its checksum takes the model's other downloads with it
+(the source is not to be trusted), leaving nothing behind. Workers load a model on its first job
+and keep it, so a running worker picks up a newly installed model without a restart.
 
-Checksums: demucs names each file SIGNATURE-SHA256PREFIX.th; where the catalogue has none, a file
-on HuggingFace is checked against the SHA-256 the hub publishes for it (the X-Linked-Etag of an
-LFS file); a file with neither is refused unless the operator passes --allow-unverified.
+Checksums: every file, a RoFormer's config as much as its weights, has its SHA-256 in the catalogue
+(demucs's files a prefix of it, from their names). A model with a file that has none is refused
+before anything is downloaded, unless the operator passes --allow-unverified: then it is installed
+with a warning, checked at least against the SHA-256 its host publishes where there is one
+(HuggingFace's X-Linked-Etag for an LFS file), which catches a damaged download but not a host
+serving something else.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 
 class InstallError(Exception):
     """A model could not be installed; the message says why, for the operator."""
+
+
+class ChecksumMismatch(InstallError):
+    """A file is not what its checksum says: its source is not to be trusted."""
 
 
 @dataclass(frozen=True)
@@ -121,16 +130,17 @@ def _receive(response, partial: Path, mode: str, done: int, digest, progress) ->
 def fetch(
     download: Download,
     *,
-    allow_unverified: bool = False,
     progress: Callable[[int, int | None], None] | None = None,
-) -> Path:
-    """Download one file into place: resume a partial download, check its checksum, rename it.
-    progress(bytes_done, bytes_total or None) is called as blocks arrive."""
+) -> tuple[Path, str]:
+    """Download one file into the partial file beside its target, resuming an earlier one, and check
+    it; the partial file and the checksum it was checked against ("" for none). ChecksumMismatch
+    (the partial file deleted) when it fails. progress(bytes_done, bytes_total or None) is called as
+    blocks arrive."""
     import requests
 
     target = download.target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
+    partial = partial_path(target)
     have = partial.stat().st_size if partial.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     try:
@@ -142,10 +152,6 @@ def fetch(
         if response.status_code not in (200, 206) and not whole:
             raise InstallError(f"{download.url} answered {response.status_code}.")
         expected = download.sha256 or _published_sha256(response)
-        if not expected and not allow_unverified:
-            raise InstallError(
-                f"No checksum is published for {download.url}; refusing it (--allow-unverified installs it anyway)."
-            )
         digest = hashlib.sha256()
         if response.status_code == 206 or whole:
             _hash_file(partial, digest)  # the bytes we have count towards the checksum
@@ -156,10 +162,21 @@ def fetch(
     actual = digest.hexdigest()
     if expected and not actual.startswith(expected.lower()):
         partial.unlink(missing_ok=True)
-        raise InstallError(f"{target.name}: checksum {actual[: len(expected)]} is not the published {expected}.")
-    os.chmod(partial, 0o644)
-    os.replace(partial, target)
-    return target
+        raise ChecksumMismatch(f"{target.name}: checksum {actual[: len(expected)]} is not the published {expected}.")
+    return partial, expected
+
+
+def partial_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.partial")
+
+
+def _discard(downloads: list[Download], folder: Path | None) -> None:
+    """Delete the model's partial files, and its own folder (a RoFormer's) when that is left empty;
+    the model folder itself stays (it may be a mounted volume)."""
+    for download in downloads:
+        partial_path(download.target).unlink(missing_ok=True)
+    if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def install(
@@ -169,16 +186,37 @@ def install(
     base_url: str = "",
     allow_unverified: bool = False,
     progress_for: Callable[[Path], Callable[[int, int | None], None]] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Download a catalogue model's files into `repo`; the files written, the one that makes the
-    model count as installed last."""
+    model count as installed last. warn(message) hears of each file installed unverified."""
     entry = CATALOGUE.get(name)
     if entry is None:
         raise InstallError(f"Unknown model {name!r}; choose one of: {', '.join(CATALOGUE)}.")
+    downloads = downloads_for(name, Path(repo), base_url)
+    unverified = [download.target.name for download in downloads if not download.sha256]
+    if unverified and not allow_unverified:
+        raise InstallError(
+            f"The catalogue has no checksum for {', '.join(unverified)}; refusing to install {name} "
+            "(--allow-unverified installs it anyway)."
+        )
+    checked = []
+    try:
+        for download in downloads:
+            progress = progress_for(download.target) if progress_for is not None else None
+            checked.append(fetch(download, progress=progress))
+    except ChecksumMismatch:
+        folder = model_folder(Path(repo), name, entry)
+        _discard(downloads, folder if folder != Path(repo) else None)
+        raise
     written = []
-    for download in downloads_for(name, Path(repo), base_url):
-        progress = progress_for(download.target) if progress_for is not None else None
-        written.append(fetch(download, allow_unverified=allow_unverified, progress=progress))
+    for download, (partial, expected) in zip(downloads, checked, strict=True):
+        if not download.sha256 and warn is not None:
+            how = f"checked only against the SHA-256 its host publishes ({expected})" if expected else "not checked"
+            warn(f"{download.target.name}: no checksum in the catalogue; installed {how} (--allow-unverified).")
+        os.chmod(partial, 0o644)
+        os.replace(partial, download.target)
+        written.append(download.target)
     if entry.family == "demucs":
         bag = Path(repo) / f"{name}.yaml"
         temp = bag.with_name(f".{bag.name}.partial")

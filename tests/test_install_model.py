@@ -1,5 +1,5 @@
 """`manage.py install_model`: official weights from a (here: loopback) server into the model folder,
-resumed after a cut, checked against the publisher's checksum, moved into place whole; `--list`.
+resumed after a cut, checked against the catalogue's checksum, moved into place whole; `--list`.
 
 The server is a real HTTP server on 127.0.0.1 serving files made here; the catalogue entries point at
 it through MODEL_DOWNLOAD_BASE_URL, keeping the publishers' paths."""
@@ -147,44 +147,79 @@ def test_it_refuses_a_file_whose_checksum_is_not_the_published_one(repo, publish
     assert not repo.exists() or not any(repo.iterdir())
 
 
-def roformer_entry(server, monkeypatch, *, published: dict[str, str]) -> dict[str, bytes]:
-    """A RoFormer entry whose files have no checksum in the catalogue (as on HuggingFace)."""
-    files = {"model.ckpt": b"checkpoint" * 1000, "config.yaml": b"audio: {}\n"}
+ROFORMER_FILES = {"model.ckpt": b"checkpoint" * 1000, "config.yaml": b"model: {num_bands: 60}\n"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def roformer_entry(server, monkeypatch, *, catalogue: dict[str, str], published: dict[str, str] | None = None):
+    """mel_roformer_vocals with the catalogue checksums given (a file left out has none), served
+    from the loopback server as from HuggingFace, its host publishing the SHA-256s in `published`."""
     weights = []
-    for name, data in files.items():
+    for name, data in ROFORMER_FILES.items():
         url = f"https://huggingface.co/someone/roformer/resolve/main/{name}"
         server.content[urlsplit(url).path] = data
-        if name in published:
+        if name in (published or {}):
             server.headers[urlsplit(url).path] = {"X-Linked-Etag": f'"{published[name]}"'}
-        weights.append(WeightFile(url, name, ""))
+        weights.append(WeightFile(url, name, catalogue.get(name, "")))
     monkeypatch.setitem(
         CATALOGUE, "mel_roformer_vocals", dataclasses.replace(CATALOGUE["mel_roformer_vocals"], files=tuple(weights))
     )
-    return files
 
 
-def test_it_checks_a_file_against_the_sha256_its_host_publishes(repo, server, monkeypatch):
-    sha = {
-        name: hashlib.sha256(data).hexdigest()
-        for name, data in {"model.ckpt": b"checkpoint" * 1000, "config.yaml": b"audio: {}\n"}.items()
-    }
-    files = roformer_entry(server, monkeypatch, published=sha)
+def test_it_installs_a_roformer_whose_files_match_the_catalogue(repo, server, monkeypatch):
+    roformer_entry(server, monkeypatch, catalogue={name: sha256(data) for name, data in ROFORMER_FILES.items()})
 
-    run("mel_roformer_vocals")
+    _, err = run("mel_roformer_vocals")
 
-    assert (repo / "mel_roformer_vocals" / "model.ckpt").read_bytes() == files["model.ckpt"]
+    folder = repo / "mel_roformer_vocals"
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == ROFORMER_FILES
     assert engine.model_is_installed("mel_roformer_vocals", repo)
+    assert "Warning" not in err
 
 
-def test_it_refuses_a_file_without_a_published_checksum_unless_told(repo, server, monkeypatch):
-    roformer_entry(server, monkeypatch, published={})
+def test_it_refuses_a_tampered_config_and_leaves_nothing_in_the_model_folder(repo, server, monkeypatch):
+    roformer_entry(server, monkeypatch, catalogue={name: sha256(data) for name, data in ROFORMER_FILES.items()})
+    server.content["/someone/roformer/resolve/main/config.yaml"] = b"model: {num_bands: 61}\n"
 
     with pytest.raises(CommandError):
         run("mel_roformer_vocals")
+
+    assert len(server.ranges) == 2  # the checkpoint was downloaded and checked first
+    assert not engine.model_is_installed("mel_roformer_vocals", repo)
+    assert not (repo / "mel_roformer_vocals").exists()
+
+
+def test_it_refuses_a_model_with_a_file_the_catalogue_has_no_checksum_for_unless_told(repo, server, monkeypatch):
+    config = ROFORMER_FILES["config.yaml"]
+    roformer_entry(server, monkeypatch, catalogue={"config.yaml": sha256(config)})
+
+    with pytest.raises(CommandError):
+        run("mel_roformer_vocals")
+    assert server.ranges == []  # refused before anything was downloaded
     assert not engine.model_is_installed("mel_roformer_vocals", repo)
 
-    run("mel_roformer_vocals", "--allow-unverified")
+    _, err = run("mel_roformer_vocals", "--allow-unverified")
+
     assert engine.model_is_installed("mel_roformer_vocals", repo)
+    assert (repo / "mel_roformer_vocals" / "model.ckpt").read_bytes() == ROFORMER_FILES["model.ckpt"]
+    assert "Warning: model.ckpt: no checksum in the catalogue; installed not checked" in err
+    assert "config.yaml" not in err
+
+
+def test_unverified_it_still_checks_a_file_against_the_sha256_its_host_publishes(repo, server, monkeypatch):
+    roformer_entry(server, monkeypatch, catalogue={}, published={"model.ckpt": sha256(b"another checkpoint")})
+
+    with pytest.raises(CommandError):
+        run("mel_roformer_vocals", "--allow-unverified")
+    assert not (repo / "mel_roformer_vocals").exists()
+
+    roformer_entry(server, monkeypatch, catalogue={}, published={"model.ckpt": sha256(ROFORMER_FILES["model.ckpt"])})
+    _, err = run("mel_roformer_vocals", "--allow-unverified")
+    assert engine.model_is_installed("mel_roformer_vocals", repo)
+    assert "checked only against the SHA-256 its host publishes" in err
 
 
 def test_it_lists_the_catalogue_with_installed_state_size_licence_and_quality(settings, demo_model_repo, hf_offline):

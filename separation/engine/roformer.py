@@ -19,13 +19,10 @@ Imports: numpy and the standard library only at import time (fork safety; engine
 
 from __future__ import annotations
 
-import inspect
-import logging
 from pathlib import Path
 
 from separation.engine.errors import EngineError
-
-logger = logging.getLogger(__name__)
+from separation.engine.roformer_checkpoint import load_msst_state, network_class, network_kwargs
 
 INSTRUMENTAL = "instrumental"
 
@@ -51,28 +48,6 @@ def read_config(path: Path) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise EngineError(f"{path} is not a Music-Source-Separation-Training config (no `model` section).")
     return config
-
-
-def network_class(model_config: dict):
-    """Mel-Band RoFormer configs name their number of mel bands; BS-RoFormer configs their bands."""
-    from bs_roformer import BSRoformer, MelBandRoformer
-
-    return MelBandRoformer if "num_bands" in model_config else BSRoformer
-
-
-def network_kwargs(cls, model_config: dict) -> dict:
-    """The config's model section as the class takes it: sequences as tuples (its annotations say
-    tuple), keys it does not know (MSST's training-only switches) left out and logged."""
-    accepted = inspect.signature(cls.__init__).parameters
-    kwargs, dropped = {}, []
-    for key, value in model_config.items():
-        if key not in accepted:
-            dropped.append(key)
-            continue
-        kwargs[key] = tuple(value) if isinstance(value, list) else value
-    if dropped:
-        logger.info("RoFormer config keys not taken by %s: %s", cls.__name__, ", ".join(sorted(dropped)))
-    return kwargs
 
 
 class RoformerModel:
@@ -109,10 +84,7 @@ class RoformerModel:
         config = read_config(config_path)
         network_type = network_class(config["model"])
         network = network_type(**network_kwargs(network_type, config["model"]))
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:  # some MSST checkpoints wrap it
-            state = state["state_dict"]
-        network.load_state_dict(state)
+        load_msst_state(network, torch.load(checkpoint, map_location="cpu", weights_only=True))
         return cls(network, config)
 
     @property

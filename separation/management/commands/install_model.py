@@ -18,7 +18,8 @@ def megabytes(size: int) -> str:
 class Command(BaseCommand):
     help = (
         "Download the official weights of catalogue models into DEMUCS_MODEL_REPO, with a progress bar, "
-        "resuming a cut download, checking the publisher's checksum and moving each file into place whole; "
+        "resuming a cut download, checking each file against the catalogue's checksum and moving the model's "
+        "files into place only when all are checked; "
         "--list prints the catalogue."
     )
 
@@ -36,7 +37,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--allow-unverified",
             action="store_true",
-            help="Install a file whose publisher gives no checksum (the default refuses it).",
+            help="Install a model with a file that has no checksum in the catalogue (the default refuses it), "
+            "with a warning.",
         )
 
     def handle(self, *args, **options):
@@ -60,6 +62,7 @@ class Command(BaseCommand):
                     base_url=settings.MODEL_DOWNLOAD_BASE_URL,
                     allow_unverified=options["allow_unverified"],
                     progress_for=self.progress_bar,
+                    warn=self.warn,
                 )
             except InstallError as error:
                 self.stderr.write(f"{name}: {error}")
@@ -68,6 +71,9 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Installed {name}: {', '.join(path.name for path in written)}"))
         if failed:
             raise CommandError(f"Not installed: {', '.join(failed)}.")
+
+    def warn(self, message: str) -> None:
+        self.stderr.write(self.style.WARNING(f"Warning: {message}"))
 
     def progress_bar(self, target: Path):
         """A tqdm bar on stderr for one file, closed when the file is whole."""
