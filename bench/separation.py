@@ -2,10 +2,14 @@
 
 Every figure is a ratio of two things measured in the same run, interleaved, medians of
 --runs runs. A "service job" is the real thing: the job is created through the upload path
-(upload_validate + job_create: the file stored, the job charged and queued) and run by a real
+(upload_accept: the file checked and stored, the job charged and queued) and run by a real
 `manage.py qcluster` worker; its time is the job's own timestamps, created_at (the upload
-accepted) -> finished_at (COMPLETED), so polling adds nothing. "Warm" means the worker has run
-a job before (and preloaded its model at start).
+accepted) -> finished_at (COMPLETED). "Warm" means the worker has run a job before (and
+preloaded its model at start). What a deployment runs beside a job runs here too (--web, on by
+default): gunicorn serving the site, and a client asking `GET /api/status/<id>` every second
+while the job runs, as the job page's poll does; the driver itself looks at the database once a
+second. --backends measures each DEMUCS_BACKEND (torch, onnxruntime) with its own worker, one
+after the other in the same run.
 
     python bench/separation.py overhead --model htdemucs --minutes 3 --runs 3   # goal 1
     python bench/separation.py cli      --model htdemucs --minutes 3 --runs 3   # goal 2
@@ -15,6 +19,7 @@ a job before (and preloaded its model at start).
     python bench/separation.py overhead cli --minutes 3 --runs 3                 # 1 and 2, interleaved
     python bench/separation.py all      --minutes 3 --runs 3                     # 1-5
     python bench/separation.py overhead --model demo --minutes 0.25 --runs 2    # a quick check
+    python bench/separation.py cli --backends torch onnxruntime --minutes 3 --runs 2  # the backends
 
 Goals: (1) warm job / bare demucs apply_model on the same decoded audio, model and settings
 <= 1.10, with where the rest goes; (2) warm job / `python -m demucs --repo DIR -n MODEL` on the
@@ -62,7 +67,8 @@ from bench._common import (  # noqa: E402
 from separation.demo_models import PRESETS, create_demo_model  # noqa: E402
 from testkit.audio import write_test_audio  # noqa: E402
 from testkit.http import wait_until  # noqa: E402
-from testkit.processes import REPO_ROOT  # noqa: E402
+from testkit.processes import REPO_ROOT, free_port, stop_group  # noqa: E402
+from testkit.servers import start_gunicorn  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/demucs_bench_separation"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "demucs-bench-separation"
@@ -87,6 +93,7 @@ class Bench:
         self.logs = self._mkdir(self.run_dir / "logs")
         self.secret = secrets.token_urlsafe(40)
         self.clusters = 0
+        self.site = None  # (gunicorn process, port, bearer token) with --web
 
     @staticmethod
     def _mkdir(path: Path) -> Path:
@@ -116,6 +123,8 @@ class Bench:
             JOB_STALE_SECONDS=str(24 * 3600),
             JOB_REQUEUE_SECONDS=str(24 * 3600),
             HF_HUB_OFFLINE="1",
+            DEMUCS_BACKEND=args.backends[0],
+            DEMUCS_ONNX_CACHE=str(self.workdir / "onnx"),  # exports kept between runs, as a worker's are
             LOG_LEVEL="INFO",
             LOG_FORMAT="text",
             PYTHONUNBUFFERED="1",
@@ -145,11 +154,26 @@ class Bench:
             print(f"writing {minutes:g} minutes of test audio to {path}", flush=True)
         return write_test_audio(path, minutes * 60, seed=0)
 
-    def cluster(self, model: str, preload: str | None = None) -> Cluster:
+    def cluster(self, model: str, preload: str | None = None, backend: str | None = None) -> Cluster:
         """A qcluster with one worker preloading `model` (or `preload`: none, ...)."""
         self.clusters += 1
         log = self.logs / f"qcluster-{self.clusters}.log"
-        return Cluster(env=self.env(WORKER_PRELOAD_MODELS=preload or model), log_path=log)
+        env = self.env(WORKER_PRELOAD_MODELS=preload or model, DEMUCS_BACKEND=backend or self.args.backends[0])
+        return Cluster(env=env, log_path=log)
+
+    def start_site(self) -> None:
+        """gunicorn serving the site (2 workers x 4 threads, as deploy/ runs it), and a token."""
+        from rest_framework_simplejwt.tokens import AccessToken
+
+        port = free_port()
+        process = start_gunicorn(port=port, env=self.env(), log_path=self.logs / "gunicorn.log", workers=2, threads=4)
+        self.site = (process, port, str(AccessToken.for_user(db_retry(bench_user))))
+        wait_until(lambda: poll_once(port, "/healthz", None) == 200, timeout=90, message="gunicorn")
+
+    def stop_site(self) -> None:
+        if self.site is not None:
+            stop_group(self.site[0])
+            self.site = None
 
     def wait_warm(self, cluster: Cluster, model: str, preload: str | None = None) -> int:
         """Wait for the worker's start-up (its preload) to end; its pid."""
@@ -184,6 +208,8 @@ def db_retry(function, seconds: float = 60):
 def bench_user():
     from decimal import Decimal
 
+    from allauth.account.models import EmailAddress
+
     from accounts.models import User
     from credits.services import credits_admin_grant
 
@@ -191,6 +217,7 @@ def bench_user():
     if user is None:
         user = User.objects.create_user(username="bench", email="bench@example.com", password=secrets.token_hex(16))
         User.objects.filter(pk=user.pk).update(email_on_job_finished=False)
+        EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
         credits_admin_grant(
             user=user, amount=Decimal(1_000_000), reason="benchmarks", granted_by=user, request_token="bench"
         )
@@ -226,33 +253,69 @@ class LinkedUpload:
         self.path.unlink(missing_ok=True)
 
 
+def poll_once(port: int, path: str, token: str | None) -> int:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
+class StatusPoller:
+    """What a person on the job page adds: one status request a second until the job ends."""
+
+    def __init__(self, site, job_id):
+        import threading
+
+        _, self.port, self.token = site
+        self.path = f"/api/status/{job_id}"
+        self.answers: list[int] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.stopped.wait(1.0):
+            self.answers.append(poll_once(self.port, self.path, self.token))
+
+    def stop(self) -> list[int]:
+        self.stopped.set()
+        self.thread.join()
+        return self.answers
+
+
 def run_job(bench: Bench, audio: Path, model: str, stem_mode: str = "all") -> dict:
-    """Upload `audio` as a job and wait for it; its timings in seconds."""
-    from separation.catalog import model_get
+    """Upload `audio` as a job and wait for it (with a status poller when the site runs); its
+    timings in seconds."""
     from separation.models import Job
-    from separation.services import job_create
-    from separation.uploads import upload_validate
+    from separation.uploads import JobOptions, upload_accept
 
     upload = LinkedUpload(audio, bench.media)
     try:
-        info = upload_validate(uploaded_file=upload)
-        job, _ = job_create(
-            user=db_retry(bench_user),
-            uploaded_file=upload,
-            audio=info,
-            model=model_get(model),
-            stem_mode=stem_mode,
-            output_format="wav",
-        )
+        options = JobOptions(model=model, stems=stem_mode, output_format="wav")
+        job, _ = upload_accept(user=db_retry(bench_user), uploaded_file=upload, options=options)
     finally:
         upload.close()
-    timeout = bench.args.job_timeout or 300 + 8 * info.duration_seconds * (4 if model == "htdemucs_ft" else 1)
-    done = wait_until(
-        lambda: db_retry(lambda: Job.objects.filter(pk=job.pk, status__in=Job.FINISHED).first()),
-        timeout=timeout,
-        message=f"job {job.pk}",
-        interval=0.1,
-    )
+    timeout = bench.args.job_timeout or 300 + 8 * job.duration_seconds * (4 if model == "htdemucs_ft" else 1)
+    poller = StatusPoller(bench.site, job.pk) if bench.site is not None else None
+    try:
+        done = wait_until(
+            lambda: db_retry(lambda: Job.objects.filter(pk=job.pk, status__in=Job.FINISHED).first()),
+            timeout=timeout,
+            message=f"job {job.pk}",
+            interval=1.0,
+        )
+    finally:
+        answers = poller.stop() if poller is not None else []
+    if any(answer != 200 for answer in answers):
+        raise RuntimeError(f"the status poller got {sorted(set(answers))}")
     if done.status != Job.Status.COMPLETED:
         raise RuntimeError(f"job {job.pk} ended {done.status}: {done.error}")
     return {
@@ -437,81 +500,88 @@ def run_cli(bench: Bench, model: str, audio: Path) -> tuple[float, list[str]]:
 
 
 def measure_overhead_and_cli(bench: Bench, *, bare: bool, cli: bool) -> list[Row]:
-    """Goals 1 and 2: warm jobs interleaved with bare apply_model runs and demucs CLI runs."""
+    """Goals 1 and 2: warm jobs interleaved with bare apply_model runs and demucs CLI runs, per
+    backend (a worker each, one after the other)."""
     args = bench.args
     model = args.model
     audio = bench.audio(args.minutes)
-    jobs, bares, clis = [], [], []
+    jobs: dict[str, list[dict]] = {backend: [] for backend in args.backends}
+    bares, clis = [], []
     command = None
     runner = BareRunner(bench, model, audio) if bare else None
     try:
-        with bench.cluster(model) as cluster:
-            bench.wait_warm(cluster, model)
-            print("warm-up job (not counted) ...", flush=True)
-            run_job(bench, audio, model)
-            for index in range(args.runs):
-                jobs.append(run_job(bench, audio, model))
-                line = f"run {index + 1}/{args.runs}: job {jobs[-1]['total']:.2f} s"
-                if runner is not None:
-                    bares.append(runner.run(phases=True))
-                    line += f", apply_model {bares[-1]['apply_model']:.2f} s"
-                if cli:
-                    seconds, command = run_cli(bench, model, audio)
-                    clis.append(seconds)
-                    line += f", demucs CLI {seconds:.2f} s"
-                print(line, flush=True)
-            task_loads = re.findall(TASK_LOAD_LINE, cluster.log())
+        for backend in args.backends:
+            with bench.cluster(model, backend=backend) as cluster:
+                bench.wait_warm(cluster, model)
+                print(f"{backend}: warm-up job (not counted) ...", flush=True)
+                run_job(bench, audio, model)
+                for index in range(args.runs):
+                    jobs[backend].append(run_job(bench, audio, model))
+                    line = f"{backend} run {index + 1}/{args.runs}: job {jobs[backend][-1]['total']:.2f} s"
+                    if runner is not None:
+                        bares.append(runner.run(phases=True))
+                        line += f", apply_model {bares[-1]['apply_model']:.2f} s"
+                    if cli:
+                        seconds, command = run_cli(bench, model, audio)
+                        clis.append(seconds)
+                        line += f", demucs CLI {seconds:.2f} s"
+                    print(line, flush=True)
+                task_loads = re.findall(TASK_LOAD_LINE, cluster.log())
+                if task_loads:
+                    print(f"WARNING: the worker loaded a model during a job: {task_loads}")
     finally:
         if runner is not None:
             runner.close()
-    if task_loads:
-        print(f"WARNING: the worker loaded a model during a job: {task_loads}")
 
-    job_total = [job["total"] for job in jobs]
     rows = []
-    what = f"{args.minutes:g} min track, {model}, shifts {args.shifts}, overlap {args.overlap:g}"
-    if bare:
-        bare_model = [run["apply_model"] for run in bares]
-        ratio = median(job_total) / median(bare_model)
-        rows.append(
-            Row(
-                "1 warm job / bare apply_model",
-                f"job {median(job_total):.2f} s / apply_model {median(bare_model):.2f} s ({what})",
-                ratio,
-                1.10,
-                note=f"job {spread(job_total)}; apply_model {spread(bare_model)}; "
-                f"bare runner: {shlex.join(runner.command)}",
+    beside = "gunicorn + a 1/s status poll" if bench.site is not None else "no web process"
+    what = f"{args.minutes:g} min track, {model}, shifts {args.shifts}, overlap {args.overlap:g}, {beside}"
+    for backend, measured in jobs.items():
+        job_total = [job["total"] for job in measured]
+        label = f" ({backend})" if len(jobs) > 1 else ""
+        if bare:
+            bare_model = [run["apply_model"] for run in bares]
+            rows.append(
+                Row(
+                    f"1 warm job{label} / bare apply_model",
+                    f"job {median(job_total):.2f} s / apply_model {median(bare_model):.2f} s ({what})",
+                    median(job_total) / median(bare_model),
+                    1.10,
+                    note=f"job {spread(job_total)}; apply_model {spread(bare_model)}; "
+                    f"bare runner: {shlex.join(runner.command)}",
+                )
             )
-        )
-        queue = median([job["queue"] for job in jobs])
-        in_worker = median([job["worker"] for job in jobs])
-        parts = {key: median([run[key] for run in bares if key in run]) for key in bares[0] if key != "apply_model"}
-        rest = in_worker - median(bare_model) - sum(parts.values())
-        breakdown = [f"queue pickup {queue:.2f} s"] + [f"{key} {value:.2f} s" for key, value in parts.items()]
-        breakdown.append(f"database, progress and the rest {rest:.2f} s")
-        rows.append(
-            Row(
-                "1 where the rest goes",
-                f"job - apply_model = {median(job_total) - median(bare_model):.2f} s",
-                None,
-                None,
-                note=", ".join(breakdown) + " (each phase timed on its own in the bare runner on the same audio, "
-                "medians; queue pickup: created_at -> started_at; the rest: started_at -> finished_at minus the "
-                "model and the phases)",
+            rows.append(where_the_rest_goes(measured, bares, label))
+        if cli:
+            rows.append(
+                Row(
+                    f"2 warm job{label} / python -m demucs",
+                    f"job {median(job_total):.2f} s / demucs CLI {median(clis):.2f} s ({what})",
+                    median(job_total) / median(clis),
+                    0.85,
+                    note=f"CLI {spread(clis)}: {shlex.join(command)}",
+                )
             )
-        )
-    if cli:
-        ratio = median(job_total) / median(clis)
-        rows.append(
-            Row(
-                "2 warm job / python -m demucs",
-                f"job {median(job_total):.2f} s / demucs CLI {median(clis):.2f} s ({what})",
-                ratio,
-                0.85,
-                note=f"CLI {spread(clis)}: {shlex.join(command)}",
-            )
-        )
     return rows
+
+
+def where_the_rest_goes(jobs: list[dict], bares: list[dict], label: str) -> Row:
+    queue = median([job["queue"] for job in jobs])
+    in_worker = median([job["worker"] for job in jobs])
+    bare_model = median([run["apply_model"] for run in bares])
+    parts = {key: median([run[key] for run in bares if key in run]) for key in bares[0] if key != "apply_model"}
+    rest = in_worker - bare_model - sum(parts.values())
+    breakdown = [f"queue pickup {queue:.2f} s"] + [f"{key} {value:.2f} s" for key, value in parts.items()]
+    breakdown.append(f"database, progress and the rest {rest:.2f} s")
+    return Row(
+        f"1 where the rest goes{label}",
+        f"job - apply_model = {median([job['total'] for job in jobs]) - bare_model:.2f} s",
+        None,
+        None,
+        note=", ".join(breakdown) + " (each phase timed on its own in the bare runner on the same audio, "
+        "medians; queue pickup: created_at -> started_at; the rest: started_at -> finished_at minus the "
+        "model and the phases)",
+    )
 
 
 def measure_cold(bench: Bench) -> list[Row]:
@@ -631,6 +701,19 @@ def main() -> None:
     parser.add_argument(
         "--compare-no-preload", action="store_true", help="goal 3: also measure WORKER_PRELOAD_MODELS=none"
     )
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["torch"],
+        choices=["torch", "onnxruntime"],
+        help="DEMUCS_BACKEND of the service's worker (goals 1 and 2 measure each; the others the first)",
+    )
+    parser.add_argument(
+        "--web",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run gunicorn and a client polling each job's status once a second, as a deployment does",
+    )
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="a demucs_bench* database (recreated)")
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="models and audio are kept here between runs")
     parser.add_argument("--start-timeout", type=float, default=300, help="seconds for a qcluster to start")
@@ -654,6 +737,8 @@ def main() -> None:
 
     rows: list[Row] = []
     try:
+        if args.web:
+            bench.start_site()
         if "overhead" in goals or "cli" in goals:
             rows += measure_overhead_and_cli(bench, bare="overhead" in goals, cli="cli" in goals)
         if "cold" in goals:
@@ -663,6 +748,7 @@ def main() -> None:
         if "stems" in goals:
             rows += measure_stems(bench)
     finally:
+        bench.stop_site()
         if args.keep_run:
             print(f"kept the run folder (outputs, qcluster logs): {bench.run_dir}")
         else:

@@ -56,6 +56,10 @@ def engine_config() -> engine.EngineConfig:
         overlap=settings.DEMUCS_OVERLAP,
         segment=settings.DEMUCS_SEGMENT,
         workers=settings.SEPARATION_WORKERS,
+        backend=settings.DEMUCS_BACKEND,
+        precision=settings.DEMUCS_PRECISION,
+        batch=settings.DEMUCS_BATCH,
+        onnx_cache=settings.DEMUCS_ONNX_CACHE,
     )
 
 

@@ -12,7 +12,8 @@ excerpt functions and `model_is_installed`; loading models and separating belong
 
 The modules: separate (the whole run, start here), reader (decoding window by window, probing),
 excerpt (a free preview's loudest 30 seconds, cut from the decoded song),
-models (installed models, devices, loading), resample, mix (the mix's statistics and sliding
+models (installed models, devices, loading), networks (how a network runs: torch, half precision,
+ONNX Runtime), resample, mix (the mix's statistics and sliding
 window), apply (demucs's chunk, shift and bag arithmetic, and the loop all families run in),
 roformer (the RoFormer family: MSST checkpoints and MSST's chunk arithmetic), encode (raw stems, wav/mp3/flac),
 waveform, outputs (temporary files, the zip), progress, config and errors. Only the names below

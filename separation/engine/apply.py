@@ -2,7 +2,9 @@
 triangle weights, the random shifts (Python's `random`, drawn in apply_model's order), the bag's
 weights, and every (bag member, shift) pass in lockstep over the mix, so only about a segment of
 audio is held. The result equals demucs.api.Separator.separate_tensor's (within float rounding).
-Chunks run one at a time on all of the worker's cores (models.py says why).
+Chunks run on all of the worker's cores, one forward call at a time (models.py says why), each
+call on config.batch chunks of one pass (one by default; several help a GPU), through the network
+networks.py makes for the configured backend and precision.
 
 What the arithmetic asks of a model (its members, the segment it takes, the window a chunk is
 padded to, one forward call) is in the first few functions; the passes only use those and the
@@ -24,6 +26,7 @@ from separation.engine.encode import StemWriter
 from separation.engine.errors import EngineError
 from separation.engine.mix import MixStatistics, MixWindow, mix_blocks
 from separation.engine.models import load_model, resolve_device
+from separation.engine.networks import network_for
 from separation.engine.progress import Progress
 from separation.engine.reader import InputReader
 from separation.engine.roformer import RoformerModel, RoformerPass
@@ -72,14 +75,15 @@ def padded_length(member, length: int, segment: float | None) -> int:
     return length
 
 
-def forward(member, mix, length: int, device: str):
-    """The member on one padded chunk [C, T]: the output center-trimmed to `length`, on the CPU."""
+def forward(network, chunks, length: int, device: str):
+    """The network on padded chunks [B, C, T]: the outputs [B, S, C, length] center-trimmed to
+    `length`, on the CPU."""
     import torch
     from demucs.utils import center_trim
 
     with torch.inference_mode():
-        out = member(mix[None].to(device))
-    return center_trim(out, length)[0].to("cpu")
+        out = network(chunks.to(device))
+    return center_trim(out, length).to("cpu")
 
 
 def warm_up(name: str, config: EngineConfig) -> bool:
@@ -91,12 +95,13 @@ def warm_up(name: str, config: EngineConfig) -> bool:
     model, loaded = load_model(name, config)
     device = resolve_device(config.device)
     if isinstance(model, RoformerModel):
-        forward(model, torch.zeros(model.audio_channels, model.chunk_size), model.chunk_size, device)
+        forward(model, torch.zeros(1, model.audio_channels, model.chunk_size), model.chunk_size, device)
         return loaded
     segment = effective_segment(model, config.segment)
     for member in members(model):
         length = int(member.samplerate * float(segment if segment is not None else member.segment))
-        forward(member, torch.zeros(member.audio_channels, length), length, device)
+        chunks = torch.zeros(config.batch, member.audio_channels, length)
+        forward(network_for(member, config, device), chunks, length, device)
     return loaded
 
 
@@ -104,11 +109,12 @@ class Pass:
     """One apply_model pass of one member over the (shifted) mix: demucs's split arithmetic,
     chunk by chunk. Pass position t is mix position t + base (base < 0: the shift's zero prefix)."""
 
-    def __init__(self, *, member: int, model, base: int, frames: int, segment, overlap: float, sources: int):
+    def __init__(self, *, member: int, model, network, base: int, frames: int, segment, overlap: float, sources: int):
         import torch
 
         self.member = member
         self.model = model
+        self.network = network
         self.segment = segment
         self.base = base
         self.length = frames - base
@@ -135,10 +141,24 @@ class Pass:
     def first_needed(self, index: int) -> int:
         return self.chunk(index)[0]
 
-    def run(self, index: int, mix, device: str) -> None:
-        start, length = self.chunk(index)
-        chunk_length = min(self.segment_length, self.length - self.offsets[index])
-        self.add(index, forward(self.model, mix.normalised(start, length), chunk_length, device))
+    def run(self, indices: range, mix, device: str) -> None:
+        """Chunks `indices` (consecutive), in one forward call where their windows are the same
+        size (an HTDemucs: always; another model: all but the last chunk)."""
+        import torch
+
+        groups = []  # [(window length, chunk length, [indices])]
+        for index in indices:
+            start, length = self.chunk(index)
+            chunk_length = min(self.segment_length, self.length - self.offsets[index])
+            if groups and groups[-1][:2] == (length, chunk_length):
+                groups[-1][2].append(index)
+            else:
+                groups.append((length, chunk_length, [index]))
+        for length, chunk_length, group in groups:
+            chunks = torch.stack([mix.normalised(self.chunk(index)[0], length) for index in group])
+            outs = forward(self.network, chunks, chunk_length, device)
+            for index, out in zip(group, outs, strict=True):
+                self.add(index, out)
 
     def add(self, index: int, out) -> None:
         """Adds chunk `index`'s output (sources, channels, length), center-trimmed; positions before
@@ -199,7 +219,7 @@ def plan_for(model, two_stems: str | None) -> Plan:
     return Plan(members=needed, weights=weights, minus=needed != every)
 
 
-def passes_for(model, plan: Plan, *, frames: int, config: EngineConfig, segment) -> list[Pass]:
+def passes_for(model, plan: Plan, *, frames: int, config: EngineConfig, segment, device: str) -> list[Pass]:
     """apply_model's passes, with its random shifts drawn in its order (every bag member's, even
     the ones that do not run, so the others get the shifts demucs would give them)."""
     import random
@@ -219,6 +239,7 @@ def passes_for(model, plan: Plan, *, frames: int, config: EngineConfig, segment)
                 Pass(
                     member=index,
                     model=member,
+                    network=network_for(member, config, device),
                     base=base,
                     frames=frames,
                     segment=segment,
@@ -331,10 +352,12 @@ def separate_into(
     while queue:
         _, which, number, index = heapq.heappop(queue)
         one = runs[which].passes[number]
-        one.run(index, views[which], device)
-        if index + 1 < len(one.offsets):
-            heapq.heappush(queue, (one.first_needed(index + 1), which, number, index + 1))
-        done += 1
+        indices = range(index, min(index + config.batch, len(one.offsets)))
+        one.run(indices, views[which], device)
+        following = indices[-1] + 1
+        if following < len(one.offsets):
+            heapq.heappush(queue, (one.first_needed(following), which, number, following))
+        done += len(indices)
         ready = min(p.final_end for p in every)
         if ready > combined:
             raw = mix.raw(combined, ready) if needs_mix else None

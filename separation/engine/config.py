@@ -1,5 +1,5 @@
-"""How a worker runs its models: where they are installed, on which device, and the chunking
-options (shifts, overlap, segment)."""
+"""How a worker runs its models: where they are installed, on which device, the chunking
+options (shifts, overlap, segment), and how each network runs (networks.py)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,7 @@ class EngineConfig:
     overlap: float = 0.25
     segment: float | None = None  # None = the model's default
     workers: int = 1  # worker processes sharing this machine's cores
+    backend: str = "torch"  # "torch" or "onnxruntime" (CPU)
+    precision: str = "float32"  # the network's on the torch backend: float32, float16, bfloat16
+    batch: int = 1  # chunks of one pass per forward call
+    onnx_cache: Path | None = None  # where the onnxruntime backend keeps its exports

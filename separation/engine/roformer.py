@@ -155,7 +155,11 @@ class RoformerPass:
     def first_needed(self, index: int) -> int:
         return int(self._mix_indices(index).min())
 
-    def run(self, index: int, mix, device: str) -> None:
+    def run(self, indices: range, mix, device: str) -> None:
+        for index in indices:
+            self._run_one(index, mix, device)
+
+    def _run_one(self, index: int, mix, device: str) -> None:
         import torch
         import torch.nn.functional as F
 

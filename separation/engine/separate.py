@@ -101,7 +101,7 @@ def separate(
         part = models[name]
         plan = plan_for(part, two_stems)
         segment = effective_segment(part, config.segment)
-        passes = passes_for(part, plan, frames=stats.frames, config=config, segment=segment)
+        passes = passes_for(part, plan, frames=stats.frames, config=config, segment=segment, device=device)
         take = None if parts is None else [stem for stem, owner in parts.items() if owner == name]
         runs.append(Run(part, plan, passes, stats if plan.normalise else unnormalised(stats), take))
 
