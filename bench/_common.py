@@ -90,6 +90,30 @@ def peak_rss_mib(pid: int) -> tuple[float, float]:
     return fields["VmHWM"], fields["VmRSS"]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used (those gone meanwhile count nothing)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    """Pids of the processes whose command name is `name` (e.g. every PostgreSQL backend)."""
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == name:
+                pids.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
 # --- figures ----------------------------------------------------------------------------
 
 

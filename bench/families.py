@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench._common import write_test_audio
+from testkit.audio import write_test_audio
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"htdemucs": "htdemucs", "mel_roformer": "mel_roformer"}  # name -> create_demo_model preset

@@ -57,9 +57,11 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from bench._common import (  # noqa: E402
     Cluster,
     Row,
+    cpu_seconds,
     load_average,
     median,
     peak_rss_mib,
+    pids_named,
     print_table,
     recreate_database,
     spread,
@@ -67,7 +69,7 @@ from bench._common import (  # noqa: E402
 from separation.demo_models import PRESETS, create_demo_model  # noqa: E402
 from testkit.audio import write_test_audio  # noqa: E402
 from testkit.http import wait_until  # noqa: E402
-from testkit.processes import REPO_ROOT, free_port, stop_group  # noqa: E402
+from testkit.processes import REPO_ROOT, free_port, group_members, stop_group  # noqa: E402
 from testkit.servers import start_gunicorn  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/demucs_bench_separation"
@@ -291,6 +293,18 @@ class StatusPoller:
         return self.answers
 
 
+def cpu_now(bench: Bench, cluster: Cluster, worker: int) -> dict[str, float]:
+    """CPU seconds used so far by the worker and by what runs beside it."""
+    used = {
+        "worker": cpu_seconds([worker]),
+        "cluster": cpu_seconds([pid for pid in group_members(cluster.process.pid) if pid != worker]),
+        "postgres": cpu_seconds(pids_named("postgres")),
+    }
+    if bench.site is not None:
+        used["gunicorn"] = cpu_seconds(group_members(bench.site[0].pid))
+    return used
+
+
 def run_job(bench: Bench, audio: Path, model: str, stem_mode: str = "all") -> dict:
     """Upload `audio` as a job and wait for it (with a status poller when the site runs); its
     timings in seconds."""
@@ -512,11 +526,14 @@ def measure_overhead_and_cli(bench: Bench, *, bare: bool, cli: bool) -> list[Row
     try:
         for backend in args.backends:
             with bench.cluster(model, backend=backend) as cluster:
-                bench.wait_warm(cluster, model)
+                worker = bench.wait_warm(cluster, model)
                 print(f"{backend}: warm-up job (not counted) ...", flush=True)
                 run_job(bench, audio, model)
                 for index in range(args.runs):
+                    before = cpu_now(bench, cluster, worker)
                     jobs[backend].append(run_job(bench, audio, model))
+                    after = cpu_now(bench, cluster, worker)
+                    jobs[backend][-1]["cpu"] = {key: after[key] - before[key] for key in after}
                     line = f"{backend} run {index + 1}/{args.runs}: job {jobs[backend][-1]['total']:.2f} s"
                     if runner is not None:
                         bares.append(runner.run(phases=True))
@@ -552,6 +569,19 @@ def measure_overhead_and_cli(bench: Bench, *, bare: bool, cli: bool) -> list[Row
                 )
             )
             rows.append(where_the_rest_goes(measured, bares, label))
+        cpu = {key: median([job["cpu"][key] for job in measured]) for key in measured[0]["cpu"]}
+        rows.append(
+            Row(
+                f"  CPU during the job{label}",
+                f"worker {cpu.pop('worker'):.1f} s over {median(job_total):.1f} s; beside it: "
+                + ", ".join(f"{key} {value:.2f} s" for key, value in cpu.items()),
+                None,
+                None,
+                note="CPU seconds (user + system) from /proc during each job, medians: the worker process, "
+                "the cluster's other processes (sentinel, pusher, monitor: the broker's polling and "
+                "heartbeats), every PostgreSQL process, and gunicorn with the status poll",
+            )
+        )
         if cli:
             rows.append(
                 Row(

@@ -50,6 +50,7 @@ from pathlib import Path  # noqa: E402
 
 import psycopg  # noqa: E402
 
+from bench._common import cpu_seconds  # noqa: E402
 from testkit.figures import percentile  # noqa: E402
 from testkit.http import wait_until  # noqa: E402
 from testkit.processes import REPO_ROOT, free_port, stop_group  # noqa: E402
@@ -319,15 +320,6 @@ def python_load(port: int, path: str, token: str, *, seconds: float, connections
     return LoadResult(
         len(latencies) / seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), errors, len(latencies)
     )
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time the processes have used."""
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def throughput(site: Site, args) -> list[tuple[str, str, str, str]]:
