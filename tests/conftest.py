@@ -1,4 +1,5 @@
 import io
+import os
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
@@ -27,13 +28,33 @@ def pytest_collection_modifyitems(config, items):
         kinds = sorted({mark.name for mark in item.iter_markers() if mark.name in KINDS})
         if len(kinds) != 1:
             wrong.append(f"  {item.nodeid}: {', '.join(kinds) or 'no kind'}")
-    if wrong:
-        raise pytest.UsageError(
-            f"Every test needs exactly one kind marker of {', '.join(KINDS)} (see pytest.ini); declare it in "
-            "the module's `pytestmark` (one kind a module: a test of another kind goes in its own file):\n"
-            + "\n".join(wrong[:20])
-            + (f"\n  ... and {len(wrong) - 20} more" if len(wrong) > 20 else "")
-        )
+    if not wrong:
+        return
+    message = (
+        f"Every test needs exactly one kind marker of {', '.join(KINDS)} (see pytest.ini); declare it in "
+        "the module's `pytestmark` (one kind a module: a test of another kind goes in its own file):\n"
+        + "\n".join(wrong[:20])
+        + (f"\n  ... and {len(wrong) - 20} more" if len(wrong) > 20 else "")
+    )
+    if hasattr(config, "workerinput"):
+        # A pytest-xdist worker: its UsageError would never reach the terminal (the run would end
+        # in an INTERNALERROR naming a test). Run nothing and stop; xdist ends the run with this.
+        items[0].session.shouldstop = message
+        items.clear()
+        return
+    raise pytest.UsageError(message)
+
+
+def pytest_configure(config):
+    # Under pytest-xdist (`-n N`) each worker is a process sharing this machine's cores, like the
+    # separation workers: the engine's once-per-process torch set-up gives each its share of the
+    # threads (measured on 2 cores, two processes at once: the demo model took 3 s a song with
+    # both cores' threads each, 0.4 s with one thread each).
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is not None:
+        from separation.engine.models import _configure_torch
+
+        _configure_torch(int(workers), "cpu")
 
 
 @pytest.fixture(autouse=True)

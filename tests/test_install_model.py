@@ -64,7 +64,7 @@ def server(settings):
                 self.close_connection = True
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     settings.MODEL_DOWNLOAD_BASE_URL = f"http://127.0.0.1:{httpd.server_address[1]}"
     yield files
@@ -239,41 +239,3 @@ def test_it_never_downloads_a_model_that_is_not_in_the_catalogue(repo, server):
     with pytest.raises(CommandError):
         run("../../etc/passwd")
     assert server.ranges == []
-
-
-def closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # nothing listens there once the socket is closed
-
-
-def test_a_first_start_offline_falls_back_to_the_demo_model_and_says_so(tmp_path):
-    """bin/first-model, as bin/run runs it, on a machine that cannot reach the weights' host."""
-    import os
-    import subprocess
-    import sys
-
-    repo_root = Path(__file__).resolve().parent.parent
-    env = dict(
-        os.environ,
-        DEMUCS_MODEL_REPO=str(tmp_path / "models"),
-        MODEL_DOWNLOAD_BASE_URL=f"http://127.0.0.1:{closed_port()}",
-        HF_HUB_OFFLINE="1",
-        DEBUG="1",
-    )
-
-    first = subprocess.run(
-        ["bin/first-model", sys.executable], cwd=repo_root, env=env, capture_output=True, text=True, timeout=300
-    )
-
-    assert first.returncode == 0, first.stderr
-    assert "using the untrained demo model instead" in first.stderr
-    assert (tmp_path / "models" / "demo.th").is_file()
-    assert not (tmp_path / "models" / "htdemucs.yaml").exists()
-    second = subprocess.run(
-        ["bin/first-model", sys.executable], cwd=repo_root, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert second.returncode == 0 and "Models installed (demo)" in second.stdout
-    assert "demo model instead" not in second.stderr

@@ -14,7 +14,6 @@ from demucs_service.observability.log_formatters import JsonFormatter, TextForma
 from separation import tasks
 from tests.conftest import bearer_client, logged_in
 from tests.factories import PASSWORD, UserFactory
-from tests.settings_probe import run_python, settings_values
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
@@ -156,36 +155,3 @@ def test_no_password_or_token_reaches_the_logs(api_client, client, json_logs):
     assert len(_access(records, "/api/auth/login")) == 2
     assert password not in text and PASSWORD not in text
     assert token not in text and token.split(".")[1] not in text
-
-
-def test_log_format_json_configures_json_lines(tmp_path):
-    assert settings_values(tmp_path, ["LOG_FORMAT"], LOG_FORMAT="JSON", SECRET_KEY="x" * 50) == {"LOG_FORMAT": "json"}
-    code = (
-        "import django, os, logging; os.environ['DJANGO_SETTINGS_MODULE'] = 'demucs_service.settings'; "
-        "django.setup(); logging.getLogger('separation').warning('hello %s', 'there')"
-    )
-    result = run_python(tmp_path, code, LOG_FORMAT="json", SECRET_KEY="x" * 50)
-
-    assert result.returncode == 0, result.stderr
-    [line] = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    assert line["message"] == "hello there" and line["level"] == "WARNING" and line["logger"] == "separation"
-
-
-def test_logs_are_readable_text_by_default(tmp_path):
-    code = (
-        "import django, os, logging; os.environ['DJANGO_SETTINGS_MODULE'] = 'demucs_service.settings'; "
-        "django.setup(); logging.getLogger('separation').warning('hello')"
-    )
-    result = run_python(tmp_path, code, SECRET_KEY="x" * 50)
-
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().endswith("WARNING separation hello")
-
-
-@pytest.mark.parametrize(("name", "value"), [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD")])
-def test_a_bad_log_setting_stops_start_up_naming_it(tmp_path, name, value):
-    code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'demucs_service.settings'; django.setup()"
-    result = run_python(tmp_path, code, SECRET_KEY="x" * 50, **{name: value})
-
-    assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr and name in result.stderr

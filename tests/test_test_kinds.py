@@ -2,6 +2,8 @@
 collection naming the tests, so a new test file cannot land in the fast subset (or outside every
 subset) unnoticed."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from tests.conftest import KINDS, pytest_collection_modifyitems
@@ -14,6 +16,7 @@ class Collected:
 
     def __init__(self, nodeid: str, *markers: str):
         self.nodeid = nodeid
+        self.session = SimpleNamespace(shouldstop=False)
         self.markers = [getattr(pytest.mark, name).mark for name in markers]
 
     def iter_markers(self):
@@ -42,6 +45,19 @@ def test_it_stops_the_run_naming_a_test_of_two_kinds():
 
     with pytest.raises(pytest.UsageError, match=r"tests/test_mixed.py::test_it: browser, unit"):
         pytest_collection_modifyitems(config=None, items=items)
+
+
+def test_in_a_pytest_xdist_worker_it_runs_nothing_and_stops_the_run_naming_the_test():
+    # A worker's UsageError never reaches the terminal; xdist ends the run with shouldstop's words.
+    worker = SimpleNamespace(workerinput={"workerid": "gw0"})
+    items = [Collected("tests/test_new.py::test_it_does_x", "django_db"), Collected("tests/test_a.py::test_b", "unit")]
+    session = items[0].session
+
+    pytest_collection_modifyitems(config=worker, items=items)
+
+    assert items == []
+    assert "tests/test_new.py::test_it_does_x: no kind" in session.shouldstop
+    assert "test_a.py" not in session.shouldstop
 
 
 def test_every_kind_is_a_declared_marker(pytestconfig):
