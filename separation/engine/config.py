@@ -15,7 +15,7 @@ class EngineConfig:
     overlap: float = 0.25
     segment: float | None = None  # None = the model's default
     workers: int = 1  # worker processes sharing this machine's cores
-    backend: str = "torch"  # "torch" or "onnxruntime" (CPU)
-    precision: str = "float32"  # the network's on the torch backend: float32, float16, bfloat16
+    backend: str = "torch"  # "openvino", "onnxruntime" (CPU workers) or "torch" (networks.py)
+    precision: str = "float32"  # the network's: float32, float16, bfloat16 (not on onnxruntime)
     batch: int = 1  # chunks of one pass per forward call
     onnx_cache: Path | None = None  # where the onnxruntime backend keeps its exports
