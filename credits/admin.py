@@ -1,3 +1,5 @@
+from urllib.parse import quote
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -19,6 +21,33 @@ from credits.shortfalls import payment_shortfall_collect, payment_shortfall_waiv
 
 # Characters of a long ledger reference shown in the list (the rest in its tooltip).
 REFERENCE_SHOWN = 24
+# The provider's dashboard page of a payment, by its payment id (Stripe's payment intent, Square's payment).
+PAYMENT_PAGES = {
+    Payment.Provider.STRIPE: "https://dashboard.stripe.com/payments/{}",
+    Payment.Provider.SQUARE: "https://squareup.com/dashboard/sales/transactions/{}",
+}
+
+
+def short_reference(reference: str, *, url: str = ""):
+    """A provider's id or other long reference cut to REFERENCE_SHOWN characters, whole in its
+    tooltip (and searchable in full); a link to `url` in a new tab when there is one. None (the
+    admin's empty mark) for no reference."""
+    if not reference:
+        return None
+    shown = reference if len(reference) <= REFERENCE_SHOWN else f"{reference[:REFERENCE_SHOWN]}…"
+    if url:
+        return format_html(
+            '<a href="{}" title="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, reference, shown
+        )
+    if shown != reference:
+        return format_html('<span title="{}">{}</span>', reference, shown)
+    return reference
+
+
+def payment_link(*, provider: str, payment_id: str):
+    """The payment's id, linked to its page in the provider's dashboard."""
+    page = PAYMENT_PAGES.get(provider)
+    return short_reference(payment_id, url=page.format(quote(payment_id, safe="")) if page and payment_id else "")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -52,9 +81,7 @@ class CreditTransactionAdmin(ReadOnlyAdmin):
         if kind == "job" and rest:
             url = reverse("admin:separation_job_change", args=[rest])
             return format_html('<a href="{}" title="{}">job {}…</a>', url, obj.reference, rest[:8])
-        if len(obj.reference) > REFERENCE_SHOWN:
-            return format_html('<span title="{}">{}…</span>', obj.reference, obj.reference[:REFERENCE_SHOWN])
-        return obj.reference
+        return short_reference(obj.reference)
 
 
 class ShortfallFilter(admin.SimpleListFilter):
@@ -100,7 +127,8 @@ class PaymentAdmin(ReadOnlyAdmin):
         "credits_shortfall",
         "open_shortfall",
         "credits_reinstated",
-        "provider_session_id",
+        "session_reference",
+        "payment_reference",
     )
     list_filter = ("status", "provider", ShortfallFilter, "created_at")
     search_fields = ("user__username", "user__email", "provider_session_id", "payment_intent_id")
@@ -114,6 +142,14 @@ class PaymentAdmin(ReadOnlyAdmin):
     @admin.display(description="Still owed", ordering="open_shortfall")
     def open_shortfall(self, obj):
         return obj.open_shortfall
+
+    @admin.display(description="Checkout (session or order)", ordering="provider_session_id")
+    def session_reference(self, obj):
+        return short_reference(obj.provider_session_id)
+
+    @admin.display(description="Payment", ordering="payment_intent_id")
+    def payment_reference(self, obj):
+        return payment_link(provider=obj.provider, payment_id=obj.payment_intent_id)
 
     def has_settle_permission(self, request):
         return request.user.has_perm("credits.change_payment")
@@ -185,9 +221,17 @@ class AccountOwingAdmin(ReadOnlyAdmin):
 class PaymentReversalAdmin(ReadOnlyAdmin):
     """Refunds and disputes as the provider reported them, matched to payments by payment intent."""
 
-    list_display = ("created_at", "provider", "kind", "provider_reversal_id", "payment_intent_id", "amount", "currency")
+    list_display = ("created_at", "provider", "kind", "reversal_reference", "payment_reference", "amount", "currency")
     list_filter = ("kind", "provider", "created_at")
     search_fields = ("provider_reversal_id", "payment_intent_id", "charge_id")
+
+    @admin.display(description="Refund or dispute", ordering="provider_reversal_id")
+    def reversal_reference(self, obj):
+        return short_reference(obj.provider_reversal_id)
+
+    @admin.display(description="Payment", ordering="payment_intent_id")
+    def payment_reference(self, obj):
+        return payment_link(provider=obj.provider, payment_id=obj.payment_intent_id)
 
 
 class SubscriptionUseInline(admin.TabularInline):

@@ -4,7 +4,7 @@
 //
 // Each stem streams through its own media element (byte ranges from the server), so nothing is
 // decoded whole and memory stays flat for a two-hour song. The first stem is the clock: every
-// 200 ms the others are compared with it; a stem more than 5 ms adrift is nudged by its playback
+// 100 ms the others are compared with it; a stem more than 5 ms adrift is nudged by its playback
 // rate (the browser keeps the pitch) and one more than 250 ms off is moved outright. After a seek
 // all stems wait until each has seeked and buffered enough to play, then start together.
 //
@@ -109,12 +109,15 @@
     var self = this;
     var at = this.time();
     this.stems.forEach(function (stem) {
-      if (stem.audio !== self.master) stem.audio.currentTime = at;
+      // Only a stem off the clock seeks: a seek to where it already is (as after seek()) would
+      // still drop its buffer and make it start late.
+      if (stem.audio !== self.master && Math.abs(stem.audio.currentTime - at) > 0.001) stem.audio.currentTime = at;
     });
     return Promise.all(this.stems.map(function (stem) { return ready(stem.audio); })).then(function () {
       self.playing = true;
       self.button.textContent = "Pause";
       self.button.setAttribute("aria-pressed", "true");
+      self.stems.forEach(function (stem) { stem.audio.playbackRate = 1; });
       return Promise.all(self.stems.map(function (stem) { return stem.audio.play(); }));
     });
   };
@@ -145,8 +148,12 @@
 
   Mixer.prototype.step = function (seconds) { return this.seek(this.time() + seconds); };
 
+  // Corrections wait until every stem plays: while one is still starting (or waits for data) the
+  // others' lead is not drift, and nudging them then would overshoot once it starts.
+  function running(audio) { return audio.ended || (!audio.paused && !audio.seeking && audio.readyState >= 3); }
+
   Mixer.prototype.keepInStep = function () {
-    if (!this.playing || this.master.paused || this.master.seeking) return;
+    if (!this.playing || !this.stems.every(function (stem) { return running(stem.audio); })) return;
     var at = this.master.currentTime;
     this.stems.forEach(function (stem) {
       var audio = stem.audio;
