@@ -80,7 +80,7 @@ def network_for(member, config: EngineConfig, device: str):
 
 class SplitHTDemucs:
     """HTDemucs.forward in three parts: the STFT (torch, float32), the core (torch in half
-    precision, or ONNX Runtime), then the masking and the inverse STFT (torch, float32)."""
+    precision, OpenVINO or ONNX Runtime), then the masking and the inverse STFT (torch, float32)."""
 
     def __init__(self, member, core):
         self.member = member
