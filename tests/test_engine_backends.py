@@ -94,12 +94,12 @@ def test_half_precision_keeps_the_stft_in_float32(tmp_path, song, demo_model_rep
         assert snr_db(full[name], half[name]) >= 20, name
 
 
-def test_other_networks_run_in_torch_with_a_warning(tmp_path, caplog):
+def test_other_networks_run_in_torch_and_say_so(tmp_path, caplog):
     from tests.echo_model import Echo
 
     member = Echo()
     config = EngineConfig(model_repo=None, device="cpu", backend="onnxruntime", onnx_cache=tmp_path)
-    with caplog.at_level(logging.WARNING, logger="separation.engine.networks"):
+    with caplog.at_level(logging.INFO, logger="separation.engine.networks"):
         assert network_for(member, config, "cpu") is member
     assert "runs HTDemucs networks only" in caplog.text
 

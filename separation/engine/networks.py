@@ -7,9 +7,9 @@ the backend (OpenVINO's and ONNX Runtime's builds here are for the CPU).
 HTDemucs is split at its STFT: the spectrogram before the network and the masking and inverse
 STFT after it stay in torch and float32 (complex arithmetic, which neither half precision nor the
 ONNX export handle well); the part between, the encoders, the cross-transformer and the decoders
-(nearly all of the compute), is `HTDemucsCore`, run under autocast or exported. Other networks
-(older Demucs, RoFormer) always run in torch as loaded; a worker configured otherwise says so
-once in its log.
+(nearly all of the compute), is `HTDemucsCore`, run under autocast or exported. Older Demucs
+networks run in torch as loaded whatever the settings (their log says so once), and so do RoFormer
+models, whose passes call them directly (roformer.py).
 
 The ONNX export is made here, once per network and cache folder: the file's name is a hash of the
 weights, the segment and the versions of demucs and torch, so a worker finds the export a
@@ -42,10 +42,10 @@ _networks_lock = threading.Lock()
 
 def network_for(member, config: EngineConfig, device: str):
     """A callable taking chunks [B, C, T] to sources [B, S, C, T] for this member: the member
-    itself, or its split form in half precision or ONNX Runtime. Kept for the process's life,
-    as the member is."""
+    itself, or its split form with the core in half precision, OpenVINO or ONNX Runtime. Kept for
+    the process's life, as the member is (the key is the member's id)."""
     if config.backend not in BACKENDS:
-        raise EngineError(f"Unknown backend {config.backend!r}: use {' or '.join(BACKENDS)}.")
+        raise EngineError(f"Unknown backend {config.backend!r}: use {', '.join(BACKENDS)}.")
     if config.precision not in PRECISIONS:
         raise EngineError(f"Unknown precision {config.precision!r}: use {', '.join(PRECISIONS)}.")
     backend = config.backend if device == "cpu" else "torch"
@@ -61,7 +61,7 @@ def network_for(member, config: EngineConfig, device: str):
         if network is not None:
             return network
         if not isinstance(member, HTDemucs):
-            logger.warning(
+            logger.info(
                 "The %s backend in %s runs HTDemucs networks only; %s runs in torch, float32.",
                 backend,
                 config.precision,
@@ -80,7 +80,7 @@ def network_for(member, config: EngineConfig, device: str):
 
 class SplitHTDemucs:
     """HTDemucs.forward in three parts: the STFT (torch, float32), the core (torch in half
-    precision, or ONNX Runtime), then the masking and the inverse STFT (torch, float32)."""
+    precision, OpenVINO or ONNX Runtime), then the masking and the inverse STFT (torch, float32)."""
 
     def __init__(self, member, core):
         self.member = member
