@@ -8,7 +8,7 @@ accepted) -> finished_at (COMPLETED). "Warm" means the worker has run a job befo
 preloaded its model at start). What a deployment runs beside a job runs here too (--web, on by
 default): gunicorn serving the site, and a client asking `GET /api/status/<id>` every second
 while the job runs, as the job page's poll does; the driver itself looks at the database once a
-second. --backends measures each DEMUCS_BACKEND (torch, onnxruntime) with its own worker, one
+second. --backends measures each DEMUCS_BACKEND (openvino, the default; onnxruntime; torch) with its own worker, one
 after the other in the same run.
 
     python bench/separation.py overhead --model htdemucs --minutes 3 --runs 3   # goal 1
@@ -19,7 +19,7 @@ after the other in the same run.
     python bench/separation.py overhead cli --minutes 3 --runs 3                 # 1 and 2, interleaved
     python bench/separation.py all      --minutes 3 --runs 3                     # 1-5
     python bench/separation.py overhead --model demo --minutes 0.25 --runs 2    # a quick check
-    python bench/separation.py cli --backends torch onnxruntime --minutes 3 --runs 2  # the backends
+    python bench/separation.py cli --backends torch openvino onnxruntime --minutes 3 --runs 2  # the backends
 
 Goals: (1) warm job / bare demucs apply_model on the same decoded audio, model and settings
 <= 1.10, with where the rest goes; (2) warm job / `python -m demucs --repo DIR -n MODEL` on the
@@ -734,8 +734,8 @@ def main() -> None:
     parser.add_argument(
         "--backends",
         nargs="+",
-        default=["torch"],
-        choices=["torch", "onnxruntime"],
+        default=["openvino"],
+        choices=["openvino", "onnxruntime", "torch"],
         help="DEMUCS_BACKEND of the service's worker (goals 1 and 2 measure each; the others the first)",
     )
     parser.add_argument(
