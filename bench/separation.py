@@ -126,6 +126,7 @@ class Bench:
             JOB_REQUEUE_SECONDS=str(24 * 3600),
             HF_HUB_OFFLINE="1",
             DEMUCS_BACKEND=args.backends[0],
+            DEMUCS_PRECISION=args.precision,
             DEMUCS_ONNX_CACHE=str(self.workdir / "onnx"),  # exports kept between runs, as a worker's are
             LOG_LEVEL="INFO",
             LOG_FORMAT="text",
@@ -293,16 +294,24 @@ class StatusPoller:
         return self.answers
 
 
-def cpu_now(bench: Bench, cluster: Cluster, worker: int) -> dict[str, float]:
-    """CPU seconds used so far by the worker and by what runs beside it."""
-    used = {
-        "worker": cpu_seconds([worker]),
-        "cluster": cpu_seconds([pid for pid in group_members(cluster.process.pid) if pid != worker]),
-        "postgres": cpu_seconds(pids_named("postgres")),
+def cpu_now(bench: Bench, cluster: Cluster, worker: int) -> dict[str, dict[int, float]]:
+    """CPU seconds used so far, per process, by the worker and by what runs beside it."""
+    groups = {
+        "worker": [worker],
+        "cluster": [pid for pid in group_members(cluster.process.pid) if pid != worker],
+        "postgres": pids_named("postgres"),
     }
     if bench.site is not None:
-        used["gunicorn"] = cpu_seconds(group_members(bench.site[0].pid))
-    return used
+        groups["gunicorn"] = group_members(bench.site[0].pid)
+    return {name: {pid: cpu_seconds([pid]) for pid in pids} for name, pids in groups.items()}
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """Per group, the CPU its processes used between the two snapshots (one that started meanwhile
+    from its start; one that ended meanwhile is not counted)."""
+    return {
+        name: sum(seconds - before[name].get(pid, 0.0) for pid, seconds in pids.items()) for name, pids in after.items()
+    }
 
 
 def run_job(bench: Bench, audio: Path, model: str, stem_mode: str = "all") -> dict:
@@ -533,7 +542,7 @@ def measure_overhead_and_cli(bench: Bench, *, bare: bool, cli: bool) -> list[Row
                     before = cpu_now(bench, cluster, worker)
                     jobs[backend].append(run_job(bench, audio, model))
                     after = cpu_now(bench, cluster, worker)
-                    jobs[backend][-1]["cpu"] = {key: after[key] - before[key] for key in after}
+                    jobs[backend][-1]["cpu"] = cpu_used(before, after)
                     line = f"{backend} run {index + 1}/{args.runs}: job {jobs[backend][-1]['total']:.2f} s"
                     if runner is not None:
                         bares.append(runner.run(phases=True))
@@ -552,7 +561,8 @@ def measure_overhead_and_cli(bench: Bench, *, bare: bool, cli: bool) -> list[Row
 
     rows = []
     beside = "gunicorn + a 1/s status poll" if bench.site is not None else "no web process"
-    what = f"{args.minutes:g} min track, {model}, shifts {args.shifts}, overlap {args.overlap:g}, {beside}"
+    settings = f"{args.precision}, shifts {args.shifts}, overlap {args.overlap:g}"
+    what = f"{args.minutes:g} min track, {model}, {settings}, {beside}"
     for backend, measured in jobs.items():
         job_total = [job["total"] for job in measured]
         label = f" ({backend})" if len(jobs) > 1 else ""
@@ -737,6 +747,9 @@ def main() -> None:
         default=["openvino"],
         choices=["openvino", "onnxruntime", "torch"],
         help="DEMUCS_BACKEND of the service's worker (goals 1 and 2 measure each; the others the first)",
+    )
+    parser.add_argument(
+        "--precision", default="float32", choices=["float32", "bfloat16", "float16"], help="DEMUCS_PRECISION"
     )
     parser.add_argument(
         "--web",
