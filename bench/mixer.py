@@ -47,6 +47,7 @@ import soundfile  # noqa: E402
 
 from bench.web import Site, command_line, django_setup, drop_database, fresh_database, gunicorn, manage  # noqa: E402
 from testkit.audio import SAMPLERATE, png_bytes  # noqa: E402
+from testkit.browser import AUTOPLAY_ARG, CHROMIUM, CHROMIUM_ARGS, MIXER_PLAYING_JS, MIXER_SPREAD_JS  # noqa: E402
 from testkit.figures import percentile  # noqa: E402
 from testkit.servers import collect_static, server_env  # noqa: E402
 
@@ -54,22 +55,6 @@ DATABASE = "demucs_bench_mixer"
 SECRET_KEY = "bench-mixer-" + "x" * 40
 STEMS = ("drums", "bass", "other", "vocals")
 GOAL_MS = 20.0
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
-SPREAD_JS = """() => {
-  const mixer = window.stemMixer;
-  const clock = mixer.master.currentTime;
-  return Math.max(...mixer.stems.map((stem) => Math.abs(stem.audio.currentTime - clock)));
-}"""
-PLAYING_JS = "() => window.stemMixer.stems.every((stem) => !stem.audio.paused && !stem.audio.seeking)"
 STATE_JS = """() => window.stemMixer.stems.map((stem) => ({
   paused: stem.audio.paused, seeking: stem.audio.seeking, readyState: stem.audio.readyState,
   networkState: stem.audio.networkState, error: stem.audio.error && stem.audio.error.message,
@@ -161,7 +146,9 @@ def prepare(root: Path, *, long_seconds: int) -> tuple[Site, str, str, str]:
 
 
 def open_job(playwright, url: str, session: str, *, extra_args: tuple[str, ...] = ()):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, AUTOPLAY_ARG, *extra_args]
+    )
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     base = url.split("/jobs/")[0]  # the cookie's path is the URL's: the site's root, for the stems too
     context.add_cookies([{"name": "sessionid", "value": session, "url": base}])
@@ -179,7 +166,7 @@ def play(page) -> None:
 
 def wait_playing(page) -> None:
     try:
-        page.wait_for_function(PLAYING_JS, timeout=30_000)
+        page.wait_for_function(MIXER_PLAYING_JS, timeout=30_000)
     except Exception:
         print("not playing:", page.evaluate(STATE_JS), flush=True)
         raise
@@ -249,11 +236,11 @@ def spread_after_seeks(page, *, seeks: int, after: int, duration: float, seed: i
         # Back and forth: every other seek goes back.
         target = rng.uniform(0, at) if index % 2 and at > 5 else rng.uniform(at, duration - 20)
         seek(page, round(target, 3))
-        first.append(1000 * page.evaluate(SPREAD_JS))
+        first.append(1000 * page.evaluate(MIXER_SPREAD_JS))
         readings.append(first[-1])
         for _ in range(after):
             page.wait_for_timeout(1000)
-            readings.append(1000 * page.evaluate(SPREAD_JS))
+            readings.append(1000 * page.evaluate(MIXER_SPREAD_JS))
     return first, readings
 
 
@@ -263,7 +250,7 @@ def spread_over_playback(page, cdp, *, minutes: float) -> tuple[list, list]:
     readings, memory = [], []
     start = time.monotonic()
     while time.monotonic() - start < 60 * minutes:
-        readings.append(1000 * page.evaluate(SPREAD_JS))
+        readings.append(1000 * page.evaluate(MIXER_SPREAD_JS))
         memory.append(memory_sample(cdp))
         page.wait_for_timeout(1000)
     return readings, memory

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: F401 (the browser tests' e2e.CHROMIUM)
 from testkit.http import Reply, get, http, multipart, post_json, wait_until
 from testkit.processes import REPO_ROOT, database_url, group_members, signal_group, stop_group
 
@@ -32,18 +33,6 @@ _CLEARED_ENV = (
     "DJANGO_SETTINGS_MODULE",
     "Q_CLUSTER_NAME",
 )
-
-
-# Debian's Chromium, without the background calls this offline machine would refuse.
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 # --- the worker -------------------------------------------------------------------------

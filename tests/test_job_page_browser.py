@@ -19,6 +19,7 @@ from separation.models import Job
 from separation.services import job_fail, job_report_progress
 from separation.tasks import separate_next_job
 from testkit.audio import write_wav
+from testkit.browser import AUTOPLAY_ARG, MIXER_PLAYING_JS, MIXER_SPREAD_JS
 from tests import e2e
 from tests.factories import UserFactory
 from tests.jobs import make_job
@@ -28,13 +29,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pyte
 SONG_SECONDS = 40
 MAX_DRIFT_SECONDS = 0.020
 SCREENSHOTS = Path("/tmp/stemfold-job-page")
-# How far each stem is from the first (the mixer's clock), read in one go.
-DRIFT_JS = """() => {
-  const mixer = window.stemMixer;
-  const clock = mixer.master.currentTime;
-  return Math.max(...mixer.stems.map((stem) => Math.abs(stem.audio.currentTime - clock)));
-}"""
-PLAYING_JS = "() => window.stemMixer.stems.every((stem) => !stem.audio.paused && !stem.audio.seeking)"
 LEVELS_JS = "() => window.stemMixer.stems.map((stem) => [stem.name, stem.audio.volume, stem.gain.value])"
 WIDTH_JS = "() => document.documentElement.scrollWidth"
 
@@ -45,9 +39,7 @@ def browser(monkeypatch):
     # guard takes for async code; these ORM calls are plain blocking calls between page steps.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(e2e.CHROMIUM), args=[*e2e.CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
-        )
+        browser = playwright.chromium.launch(executable_path=str(e2e.CHROMIUM), args=[*e2e.CHROMIUM_ARGS, AUTOPLAY_ARG])
         try:
             yield browser
         finally:
@@ -76,11 +68,11 @@ def completed_job(tmp_path) -> Job:
 
 def drift_after(page, settle_ms=500, samples=11) -> list[float]:
     """The stems' spread, sampled every 50 ms once they play again."""
-    page.wait_for_function(PLAYING_JS)
+    page.wait_for_function(MIXER_PLAYING_JS)
     page.wait_for_timeout(settle_ms)
     readings = []
     for _ in range(samples):
-        readings.append(page.evaluate(DRIFT_JS))
+        readings.append(page.evaluate(MIXER_SPREAD_JS))
         page.wait_for_timeout(50)
     return readings
 
