@@ -194,7 +194,10 @@ class HalfCore:
 
 class OpenVinoCore:
     """The core exported to ONNX (once, cached), compiled by OpenVINO for this CPU at the configured
-    precision (float32 unless asked: OpenVINO would otherwise pick bfloat16 where the CPU has it)."""
+    precision (float32 unless asked: OpenVINO would otherwise pick bfloat16 where the CPU has it)
+    and for a fixed batch of config.batch chunks: with the batch left dynamic, as exported, a job
+    measured barely faster than torch; fixed, 0.81 of torch's time per segment. A smaller batch
+    (a pass's last call) is padded with silence."""
 
     HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
@@ -202,20 +205,28 @@ class OpenVinoCore:
         import openvino
         import torch
 
-        path = onnx_export(member, cache=config.onnx_cache)
+        core = openvino.Core()
+        model = core.read_model(str(onnx_export(member, cache=config.onnx_cache)))
+        self.batch = config.batch
+        model.reshape({port.any_name: [self.batch, *list(port.get_partial_shape())[1:]] for port in model.inputs})
         properties = {
             "INFERENCE_PRECISION_HINT": self.HINTS[config.precision],
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "PERFORMANCE_HINT": "LATENCY",
         }
-        self.compiled = openvino.Core().compile_model(str(path), "CPU", properties)
+        self.compiled = core.compile_model(model, "CPU", properties)
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, mag, mix):
         import torch
+        import torch.nn.functional as F
 
+        count = mag.shape[0]
+        if count < self.batch:
+            mag = F.pad(mag, (0, 0, 0, 0, 0, 0, 0, self.batch - count))
+            mix = F.pad(mix, (0, 0, 0, 0, 0, self.batch - count))
         outputs = self.request.infer({"mag": mag.contiguous().numpy(), "mix": mix.contiguous().numpy()})
-        x, xt = (outputs[self.compiled.output(index)] for index in (0, 1))
+        x, xt = (outputs[self.compiled.output(index)][:count] for index in (0, 1))
         return torch.from_numpy(x.copy()), torch.from_numpy(xt.copy())
 
 
